@@ -1,0 +1,1 @@
+"""The built-in skill library: one module per concern."""

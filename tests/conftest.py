@@ -1,0 +1,32 @@
+"""Shared fixtures: a real local Ray cluster and a real PostgreSQL server (started by .ci/run)."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """URL of a real PostgreSQL server. CI sets it; elsewhere the test is skipped unless CI demands it."""
+    url = os.environ.get("AGENTML_TEST_POSTGRES_URL")
+    if url:
+        return url
+    message = "PostgreSQL not configured: run .ci/run, or set AGENTML_TEST_POSTGRES_URL=postgresql://user:pw@host/db"
+    if os.environ.get("AGENTML_REQUIRE_POSTGRES"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real local Ray cluster with 2 CPUs and the dashboard on (Tune hangs were seen without it)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=True, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
