@@ -1,1 +1,20 @@
-"""governance."""
+"""governance: every query an agent sends is rewritten to the caller's row and column rights, fail closed.
+
+    policies = load_policies("policies.yaml")
+    eng = Engine(policies); eng.register("customers", arrow_table)
+    eng.query("SELECT region, avg(spend) FROM customers GROUP BY 1", Principal(user="ann", roles=["analyst"]))
+"""
+from __future__ import annotations
+
+from governance.audit import AuditLog, AuditRecord
+from governance.enforce import enforce
+from governance.engine import Engine, QueryError
+from governance.errors import GovernanceError, PolicyLoadError, PolicyViolation
+from governance.policies import MaskRule, Policies, RowFilter, TablePolicy, load_policies, policies_from_dict
+from governance.principal import Principal
+
+__all__ = [
+    "AuditLog", "AuditRecord", "Engine", "GovernanceError", "MaskRule", "Policies", "PolicyLoadError",
+    "PolicyViolation", "Principal", "QueryError", "RowFilter", "TablePolicy", "enforce", "load_policies",
+    "policies_from_dict",
+]

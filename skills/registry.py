@@ -29,11 +29,12 @@ BUILTIN_MODULES = (
     "skills.library.explain",
     "skills.library.residuals",
     "skills.library.report",
+    "skills.library.race",
 )
 
 # Reads: literal input -> {table: {columns}} it will read (None = all columns). Cost: literal input -> boosting rounds.
-ReadsFn = Callable[[BaseModel], dict[str, set[str] | None]]
-CostFn = Callable[[BaseModel], int]
+ReadsFn = Callable[[Any], dict[str, set[str] | None]]
+CostFn = Callable[[Any], int]
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,7 @@ def skill(
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         spec = _spec_for(fn, name or fn.__name__, uses_ray=uses_ray, reads=reads, cost=cost, tags=tags)
-        (registry or REGISTRY).add(spec)
+        (REGISTRY if registry is None else registry).add(spec)
         return fn
 
     return decorate
