@@ -1,0 +1,236 @@
+"""`explain`: SHAP values (xgboost `pred_contribs`), global importance and top drivers in plain English.
+
+Direction of a numeric feature is the sign of the correlation between its value and its SHAP value ("higher tenure
+decreases churn risk"); for a categorical feature it is the level whose rows get the largest mean SHAP value
+("Month-to-month contract increases churn risk"). Also home of the model-loading helpers `residuals` shares.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import xgboost as xgb
+from pydantic import BaseModel, ConfigDict, Field
+
+from skills.context import SkillContext
+from skills.errors import SkillError
+from skills.frame import Frame, build_frame
+from skills.registry import skill
+from skills.types import ModelArtifact, TableArtifact, Task
+
+Direction = Literal["increases", "decreases", "neutral"]
+_BOOLEAN_LEVELS = {"yes", "no", "true", "false", "y", "n", "0", "1"}
+_NEGATIONS = ("no ", "not ", "non ", "without ", "with ", "none")
+MIN_LEVEL_SHARE = 0.01  # a level must cover 1% of the sample (and 5 rows) to be named as a driver
+
+
+class ExplainInput(BaseModel):
+    """A trained model and rows to explain it on."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: ModelArtifact
+    table: TableArtifact
+    top_k: int = Field(default=10, ge=1)
+    sample_rows: int = Field(default=2000, ge=10, description="rows sampled for SHAP values")
+
+
+class FeatureImportance(BaseModel):
+    """Mean |SHAP| of a feature, and whether it pushes the prediction up or down."""
+
+    model_config = ConfigDict(extra="forbid")
+    feature: str
+    importance: float
+    direction: Direction
+    level: str | None = Field(default=None, description="categorical level the direction refers to")
+
+
+class Driver(FeatureImportance):
+    """A top feature with a one-line summary for people."""
+
+    summary: str
+
+
+class ExplainOutput(BaseModel):
+    """Global importance of every feature (largest first) and the top drivers."""
+
+    model_config = ConfigDict(extra="forbid")
+    importance: list[FeatureImportance]
+    drivers: list[Driver]
+    rows: int = Field(description="rows the SHAP values were computed on")
+    base_value: float = Field(description="the model's average output (margin) before any feature")
+
+
+# ------------------------------------------------------------------------------------------------ shared helpers
+
+
+def load_booster(ctx: SkillContext, model: ModelArtifact, skill_name: str) -> xgb.Booster:
+    """The xgboost model behind a ModelArtifact."""
+    try:
+        booster = xgb.Booster()
+        booster.load_model(bytearray(ctx.artifacts.get_bytes(model.uri)))
+        booster.set_param({"device": "cpu"})  # a model trained on GPU workers is explained on this CPU
+    except (OSError, xgb.core.XGBoostError) as exc:
+        raise SkillError(f"cannot load the model at {model.uri}: {type(exc).__name__}", skill=skill_name,
+                         hint="pass the `model` output of train_xgboost or tune") from None
+    return booster
+
+
+def iteration_range(model: ModelArtifact, booster: xgb.Booster) -> tuple[int, int]:
+    """Rounds to predict with: up to the best iteration when training stopped early, else all (0, 0)."""
+    if model.best_iteration is None:
+        return (0, 0)
+    return (0, min(model.best_iteration + 1, booster.num_boosted_rounds()))
+
+
+def sample_table(table: pa.Table, rows: int, seed: int) -> pa.Table:
+    """At most `rows` rows, drawn without replacement (seeded), in their original order."""
+    if table.num_rows <= rows:
+        return table
+    idx = np.sort(np.random.default_rng(seed).choice(table.num_rows, size=rows, replace=False))
+    return table.take(pa.array(idx))
+
+
+def model_frame(table: pa.Table, model: ModelArtifact, skill_name: str, with_target: bool = False) -> Frame:
+    """The design matrix exactly as in training (the model's features and categorical levels)."""
+    needed = model.features + ([model.target] if with_target else [])
+    missing = [c for c in needed if c not in table.column_names]
+    if missing:
+        raise SkillError(f"the table lacks column(s) the model needs: {', '.join(missing)}", skill=skill_name,
+                         hint="pass the table the model was trained on (or one with the same columns)")
+    return build_frame(table, model.features, model.target if with_target else None, model.task,
+                       categories=model.categories)
+
+
+def predict(booster: xgb.Booster, frame: Frame, model: ModelArtifact, **kwargs: object) -> np.ndarray:
+    """booster.predict on the frame, with the model's iteration range; feature mismatches become SkillErrors."""
+    try:
+        return booster.predict(frame.dmatrix(), iteration_range=iteration_range(model, booster), **kwargs)
+    except (ValueError, xgb.core.XGBoostError) as exc:
+        raise SkillError(f"the model cannot score this table: {str(exc).splitlines()[0]}",
+                         hint="pass the ModelArtifact and table of the same run") from None
+
+
+# ------------------------------------------------------------------------------------------------ direction & text
+
+
+def _numeric_direction(values: np.ndarray, shap: np.ndarray) -> Direction:
+    ok = ~np.isnan(values)
+    if ok.sum() < 3 or np.std(values[ok]) == 0 or np.std(shap[ok]) == 0:
+        return "neutral"
+    corr = float(np.corrcoef(values[ok], shap[ok])[0, 1])
+    return "increases" if corr > 0 else "decreases" if corr < 0 else "neutral"
+
+
+def _level_direction(codes: np.ndarray, shap: np.ndarray, levels: Sequence[str]) -> tuple[Direction, str | None]:
+    """The level raising the prediction most (or, if none raises it, the one lowering it most)."""
+    min_rows = max(5, int(MIN_LEVEL_SHARE * len(codes)))
+    means = {}
+    for code in np.unique(codes[~np.isnan(codes)]).astype(int):
+        mask = codes == code
+        if mask.sum() >= min_rows:
+            means[levels[code]] = float(shap[mask].mean())
+    if not means:
+        return "neutral", None
+    top = max(means, key=means.__getitem__)
+    if means[top] > 0:
+        return "increases", top
+    bottom = min(means, key=means.__getitem__)
+    return ("decreases", bottom) if means[bottom] < 0 else ("neutral", None)
+
+
+def direction_of(frame: Frame, j: int, shap: np.ndarray) -> tuple[Direction, str | None]:
+    """Direction of feature j from its values and SHAP values (numeric: correlation; categorical: best level)."""
+    name = frame.features[j]
+    if name in frame.categories:
+        return _level_direction(frame.X[:, j], shap, frame.categories[name])
+    return _numeric_direction(frame.X[:, j], shap), None
+
+
+def _human(name: str) -> str:
+    return name.replace("_", " ").strip()
+
+
+def _is_binary(values: np.ndarray) -> bool:
+    seen = set(np.unique(values[~np.isnan(values)]).tolist())
+    return bool(seen) and seen <= {0.0, 1.0}
+
+
+def summary_line(feature: str, direction: Direction, level: str | None, target: str, task: Task,
+                 binary: bool = False) -> str:
+    """One plain-English line, e.g. "Month-to-month contract increases churn risk"."""
+    outcome = f"{_human(target).lower()} risk" if task == "classification" else f"predicted {_human(target).lower()}"
+    if direction == "neutral":
+        return f"{_human(feature).capitalize()} has no consistent effect on {outcome}"
+    if level is not None and _reads_as_adjective(level):
+        subject = f"{level} {_human(feature)}"  # "Month-to-month contract", "Fiber optic internet service"
+    elif level is not None:
+        return f"{_human(feature).capitalize()} = {level} {direction} {outcome}"
+    elif binary:
+        return f"{_human(feature).capitalize()} = 1 {direction} {outcome}"
+    else:
+        subject = f"Higher {_human(feature)}"
+    verb = direction.removesuffix("s") if _plural(subject) else direction  # "charges increase", "tenure increases"
+    return f"{subject[0].upper()}{subject[1:]} {verb} {outcome}"
+
+
+def _reads_as_adjective(level: str) -> bool:
+    """Whether "<level> <feature>" reads as English: not for yes/no levels or "No phone service"."""
+    lowered = level.strip().lower()
+    return bool(lowered) and lowered not in _BOOLEAN_LEVELS and not lowered.startswith(_NEGATIONS)
+
+
+def _plural(subject: str) -> bool:
+    """A rough English plural check on the last word ("charges" yes; "status", "class", "= 1" no)."""
+    last = subject.split()[-1].lower()
+    return last.endswith("s") and not last.endswith(("ss", "us", "is"))
+
+
+# ---------------------------------------------------------------------------------------------------------- skill
+
+
+def shap_values(booster: xgb.Booster, frame: Frame, model: ModelArtifact) -> tuple[np.ndarray, float]:
+    """Per-row SHAP values (rows x features) and the base value, via xgboost's exact TreeSHAP."""
+    contribs = predict(booster, frame, model, pred_contribs=True)
+    if contribs.ndim != 2 or contribs.shape[1] != len(frame.features) + 1:
+        raise SkillError(f"explain supports binary classification and regression models, got SHAP shape "
+                         f"{contribs.shape}", skill="explain", hint="train a binary or regression model")
+    return contribs[:, :-1], float(contribs[:, -1].mean())
+
+
+def rank_features(frame: Frame, shap: np.ndarray) -> list[FeatureImportance]:
+    """Every feature with its mean |SHAP| and direction, most important first."""
+    out = []
+    for j, name in enumerate(frame.features):
+        direction, level = direction_of(frame, j, shap[:, j])
+        importance = float(np.abs(shap[:, j]).mean())
+        out.append(FeatureImportance(feature=name, importance=importance,
+                                     direction=direction if importance > 0 else "neutral", level=level))
+    return sorted(out, key=lambda f: (-f.importance, f.feature))
+
+
+def top_drivers(ranked: Sequence[FeatureImportance], frame: Frame, model: ModelArtifact, k: int) -> list[Driver]:
+    """The k most important features that move the prediction, each with a summary line."""
+    out = []
+    for item in [r for r in ranked if r.importance > 0 and r.direction != "neutral"][:k]:
+        binary = item.feature not in frame.categories and _is_binary(frame.X[:, frame.features.index(item.feature)])
+        text = summary_line(item.feature, item.direction, item.level, model.target, model.task, binary)
+        out.append(Driver(**item.model_dump(), summary=text))
+    return out
+
+
+@skill("explain", tags=("analysis",))
+def explain(ctx: SkillContext, inp: ExplainInput) -> ExplainOutput:
+    """Explain a trained XGBoost model: SHAP values on a sample of rows, global feature importance (mean |SHAP|),
+    and the top drivers with their direction and a plain-English summary ("Month-to-month contract increases churn
+    risk"). Use it to answer "why" questions about the model's predictions."""
+    booster = load_booster(ctx, inp.model, "explain")
+    table = sample_table(ctx.artifacts.get_table(inp.table.uri), inp.sample_rows, ctx.settings.seed)
+    ctx.progress(f"computing SHAP values on {table.num_rows} rows", done=0, total=table.num_rows, unit="rows")
+    frame = model_frame(table, inp.model, "explain")
+    shap, base_value = shap_values(booster, frame, inp.model)
+    ranked = rank_features(frame, shap)
+    ctx.progress(f"explained {table.num_rows} rows", done=table.num_rows, total=table.num_rows, unit="rows")
+    return ExplainOutput(importance=ranked, drivers=top_drivers(ranked, frame, inp.model, inp.top_k),
+                         rows=table.num_rows, base_value=base_value)

@@ -1,0 +1,153 @@
+"""`query`: governed SQL in, a Parquet table artifact out. Also the SQL helpers other skills share.
+
+`sql_reads(sql)` parses SQL with sqlglot and says which tables and columns it names, so the planner can check a step
+against the principal's catalog and preview it before anything runs. Governance is still what enforces access: this
+is only for early, friendly errors.
+"""
+from __future__ import annotations
+
+import pyarrow as pa
+import sqlglot
+from pydantic import BaseModel, ConfigDict, Field
+from sqlglot import exp
+from sqlglot.errors import ParseError
+from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
+from sqlglot.optimizer.scope import Scope, traverse_scope
+
+from skills.context import SkillContext
+from skills.errors import SkillError
+from skills.registry import skill
+from skills.types import TableArtifact
+
+DIALECT = "duckdb"
+Reads = dict[str, set[str] | None]
+
+
+class QueryInput(BaseModel):
+    """A read-only SQL query over the warehouse, as the principal sees it."""
+
+    model_config = ConfigDict(extra="forbid")
+    sql: str = Field(description="one SELECT statement (DuckDB dialect); governance rewrites it")
+    key: str | None = Field(default=None, description="entity key column of the result, if any")
+
+
+class QueryOutput(BaseModel):
+    """The governed result, saved as Parquet."""
+
+    model_config = ConfigDict(extra="forbid")
+    table: TableArtifact
+    sql: str
+    rows: int
+
+
+def parse_sql(sql: str, *, skill_name: str = "query") -> exp.Query:
+    """One parsed SELECT (or set operation), or a SkillError that says what is wrong with the SQL."""
+    try:
+        statements = [s for s in sqlglot.parse(sql, read=DIALECT) if s is not None]
+    except ParseError as exc:
+        first = exc.errors[0]["description"] if exc.errors else "syntax error"
+        raise SkillError(f"the SQL does not parse: {first}", skill=skill_name,
+                         hint="write one SELECT statement in DuckDB syntax") from None
+    if len(statements) != 1:
+        raise SkillError(f"expected one SQL statement, found {len(statements)}", skill=skill_name,
+                         hint="send a single SELECT statement")
+    if not isinstance(statements[0], exp.Query):
+        raise SkillError(f"expected a SELECT query, got {statements[0].key.upper()}", skill=skill_name,
+                         hint="skills only read data: send one SELECT statement")
+    return statements[0]
+
+
+def cap_rows(expression: exp.Query, max_rows: int | None) -> exp.Query:
+    """`expression` limited to `max_rows` rows (the runtime's safety cap), unchanged when there is no cap."""
+    if max_rows is None:
+        return expression
+    if isinstance(expression, exp.Select) and not expression.args.get("limit"):
+        return expression.limit(max_rows, copy=True)
+    return exp.select("*").from_(expression.subquery("capped")).limit(max_rows)
+
+
+def _star_tables(scope: Scope, tables: dict[str, str]) -> set[str]:
+    """Tables whose every visible column is read: `SELECT *` (all of them) or `SELECT t.*` (not `count(*)`)."""
+    select = scope.expression
+    if not isinstance(select, exp.Select):
+        return set()
+    out: set[str] = set()
+    for projection in select.expressions:
+        if isinstance(projection, exp.Star):
+            out |= set(tables.values())
+        elif isinstance(projection, exp.Column) and projection.is_star and projection.table in tables:
+            out.add(tables[projection.table])
+    return out
+
+
+def _table_sources(scope: Scope) -> dict[str, str]:
+    """Alias -> table name for the base tables in this scope (CTEs and derived tables are scopes, not tables)."""
+    return {alias: src.name for alias, (_, src) in scope.selected_sources.items()
+            if isinstance(src, exp.Table) and isinstance(src.this, exp.Identifier)}
+
+
+def _add_scope_reads(scope: Scope, reads: Reads) -> None:
+    tables = _table_sources(scope)
+    for table in tables.values():
+        reads.setdefault(table, set())
+    for table in _star_tables(scope, tables):
+        reads[table] = None
+    only = next(iter(tables.values())) if len(scope.selected_sources) == 1 and tables else None
+    for column in scope.columns:
+        # qualified: None for a CTE, derived table or outer (correlated) scope; unqualified: attributable only
+        # when the scope reads exactly one source, and it is a table
+        name = tables.get(column.table) if column.table else only
+        columns = reads.get(name) if name is not None else None
+        if columns is not None:
+            columns.add(column.name)
+
+
+def sql_reads(sql: str) -> Reads:
+    """Tables and columns `sql` names: `{table: {columns}}`, `None` for "every column" (`SELECT *`).
+
+    Unqualified columns in a scope that joins several sources cannot be attributed without a schema and are left
+    out; governance still checks them when the query runs."""
+    expression = normalize_identifiers(parse_sql(sql), dialect=DIALECT)
+    reads: Reads = {}
+    for scope in traverse_scope(expression):
+        _add_scope_reads(scope, reads)
+    return reads
+
+
+def merge_reads(*parts: Reads) -> Reads:
+    """Union of several reads maps (`None`, every column, wins)."""
+    out: Reads = {}
+    for part in parts:
+        for table, columns in part.items():
+            if table in out and out[table] is None:
+                continue
+            out[table] = None if columns is None else (out.get(table) or set()) | columns
+    return out
+
+
+def query_reads(inp: QueryInput) -> Reads:
+    """`reads=` hook for the planner."""
+    return sql_reads(inp.sql)
+
+
+def save_table(ctx: SkillContext, table: pa.Table, name: str, key: str | None, skill_name: str) -> TableArtifact:
+    """Write a governed result as Parquet under this step's key; check the entity key column is there."""
+    if key is not None and key not in table.column_names:
+        raise SkillError(f"key column {key!r} is not in the result", skill=skill_name,
+                         hint=f"select it, or pass one of: {', '.join(table.column_names)}")
+    uri = ctx.artifacts.put_table(ctx.key(name), table)
+    return TableArtifact(uri=uri, rows=table.num_rows, columns=table.column_names, key=key)
+
+
+@skill("query", reads=query_reads, tags=("data",))
+def query(ctx: SkillContext, inp: QueryInput) -> QueryOutput:
+    """Run one read-only SQL SELECT on the warehouse through governance (row filters, column masks and denials of
+    the principal apply) and save the result as a table for later steps. Use `key` to name the entity id column."""
+    sql = cap_rows(parse_sql(inp.sql), ctx.settings.max_rows).sql(dialect=DIALECT) \
+        if ctx.settings.max_rows is not None else inp.sql
+    ctx.progress("running governed query", done=0, unit="rows")
+    table = ctx.sql(sql)
+    artifact = save_table(ctx, table, "table.parquet", inp.key, "query")
+    ctx.progress(f"read {table.num_rows} rows, {table.num_columns} columns", done=table.num_rows,
+                 total=table.num_rows, unit="rows")
+    return QueryOutput(table=artifact, sql=inp.sql, rows=table.num_rows)
