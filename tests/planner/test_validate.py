@@ -1,0 +1,272 @@
+"""validate_plan on broken plans: every problem kind, all problems at once, each with a location and a hint."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import pytest
+
+from planner import Budget, PlanProblem, plan_prompt, validate_plan
+from planner.validate import compatible
+from skills.plan import Plan
+from skills.types import ModelArtifact, TableArtifact
+
+
+@pytest.fixture()
+def plan(catalog: Any, registry: Any) -> dict[str, Any]:
+    """A valid churn plan as JSON-like data, for the tests to break."""
+    return plan_prompt("predict churn and compare to a baseline", catalog=catalog, registry=registry).model_dump()
+
+
+def _step(plan: dict[str, Any], step_id: str) -> dict[str, Any]:
+    return next(s for s in plan["steps"] if s["id"] == step_id)
+
+
+def _problems(plan: dict[str, Any], registry: Any, catalog: Any, budget: Budget | None = None) -> list[PlanProblem]:
+    return validate_plan(plan, registry, catalog, budget)
+
+
+def _only(problems: list[PlanProblem]) -> PlanProblem:
+    assert len(problems) == 1, problems
+    return problems[0]
+
+
+def test_the_unbroken_plan_is_valid(plan: dict[str, Any], registry: Any, catalog: Any) -> None:
+    assert _problems(plan, registry, catalog) == []
+
+
+def test_unknown_skill_with_close_match(plan: dict[str, Any], registry: Any, catalog: Any) -> None:
+    _step(plan, "explain")["skill"] = "explian"
+    p = _only(_problems(plan, registry, catalog))
+    assert (p.kind, p.step, p.field, p.message) == ("unknown_skill", "explain", "skill", "unknown skill 'explian'")
+    assert p.hint == "did you mean explain?"
+
+
+def test_unknown_skill_without_close_match_lists_the_skills(plan: dict[str, Any], registry: Any,
+                                                            catalog: Any) -> None:
+    _step(plan, "explain")["skill"] = "zzz"
+    assert _only(_problems(plan, registry, catalog)).hint.startswith("known skills: query, features,")
+
+
+def test_unknown_ref_step(plan: dict[str, Any], registry: Any, catalog: Any) -> None:
+    _step(plan, "evaluate")["inputs"]["model"] = {"$ref": "tunee.model"}
+    p = _only(_problems(plan, registry, catalog))
+    assert (p.kind, p.step, p.field) == ("unknown_ref", "evaluate", "model")
+    assert p.message == "refers to step 'tunee', which is not in the plan" and p.hint == "did you mean tune?"
+
+
+def test_unknown_ref_field(plan: dict[str, Any], registry: Any, catalog: Any) -> None:
+    _step(plan, "explain")["inputs"]["model"] = {"$ref": "tune.modle"}
+    p = _only(_problems(plan, registry, catalog))
+    assert (p.kind, p.step, p.field) == ("unknown_ref", "explain", "model")
+    assert p.message == "step 'tune' (tune) has no output 'modle'" and p.hint == "did you mean model?"
+
+
+def test_cycle(plan: dict[str, Any], registry: Any, catalog: Any) -> None:
+    _step(plan, "query")["inputs"]["key"] = {"$ref": "report.uri"}  # str feeds str | None: only the cycle is wrong
+    p = _only(_problems(plan, registry, catalog))
+    assert p.kind == "cycle" and p.step == "query"
+    assert "query -> " in p.message and p.message.endswith("-> query")
+
+
+def test_duplicate_step_id(plan: dict[str, Any], registry: Any, catalog: Any) -> None:
+    plan["steps"].append(dict(_step(plan, "explain")))
+    p = _only(_problems(plan, registry, catalog))
+    assert (p.kind, p.step) == ("duplicate_step", "explain")
+
+
+@pytest.mark.parametrize(("step", "inputs", "field", "message"), [
+    ("tune", {"num_trials": "many"}, "num_trials",
+     "Input should be a valid integer, unable to parse string as an integer"),
+    ("tune", {"search": "grid"}, "search", "Input should be 'optuna', 'hyperopt' or 'random'"),
+    ("explain", {"top_k": [3]}, "top_k", "Input should be a valid integer"),
+    ("features", {"specs": [{"kind": "window", "name": "x", "table": "billing", "key": "customer_id",
+                             "time": "month", "column": "amount", "agg": "median", "window_days": 30}]},
+     "specs.0.window.agg", "Input should be 'avg', 'sum', 'min', 'max', 'count' or 'stddev'"),
+])
+def test_literal_input_schema_errors(step: str, inputs: dict[str, Any], field: str, message: str,
+                                     plan: dict[str, Any], registry: Any, catalog: Any) -> None:
+    _step(plan, step)["inputs"].update(inputs)
+    p = _only(_problems(plan, registry, catalog))
+    assert (p.kind, p.step, p.field, p.message) == ("schema", step, field, message)
+    assert p.hint
+
+
+def test_missing_literal_input(plan: dict[str, Any], registry: Any, catalog: Any) -> None:
+    del _step(plan, "tune")["inputs"]["target"]
+    p = _only(_problems(plan, registry, catalog))
+    assert (p.kind, p.step, p.field, p.message) == ("schema", "tune", "target", "Field required")
+    assert p.hint.startswith("target is str")
+
+
+def test_unknown_input_name(plan: dict[str, Any], registry: Any, catalog: Any) -> None:
+    _step(plan, "tune")["inputs"]["num_trails"] = 3
+    p = _only(_problems(plan, registry, catalog))
+    assert (p.kind, p.field, p.message, p.hint) == ("schema", "num_trails", "tune has no input 'num_trails'",
+                                                    "did you mean num_trials?")
+
+
+def test_ref_valued_required_inputs_count_as_present(registry: Any, catalog: Any) -> None:
+    plan = {"steps": [
+        {"id": "q", "skill": "query", "inputs": {"sql": "SELECT * FROM customers"}},
+        {"id": "t", "skill": "train_xgboost", "inputs": {"table": {"$ref": "q.table"}, "target": "churn"}},
+        {"id": "e", "skill": "evaluate", "inputs": {"model": {"$ref": "t.model"}, "table": {"$ref": "q.table"}}},
+    ]}
+    assert _problems(plan, registry, catalog) == []
+
+
+def test_output_type_must_match_the_input(plan: dict[str, Any], registry: Any, catalog: Any) -> None:
+    _step(plan, "evaluate")["inputs"]["table"] = {"$ref": "tune.model"}
+    p = _only(_problems(plan, registry, catalog))
+    assert (p.kind, p.step, p.field) == ("type_mismatch", "evaluate", "table")
+    assert p.message == "tune.model is ModelArtifact but evaluate.table expects TableArtifact"
+    assert p.hint == "refer to an output of that type, e.g. query.table, features.table"
+
+
+def test_scalar_output_feeding_an_artifact(plan: dict[str, Any], registry: Any, catalog: Any) -> None:
+    _step(plan, "explain")["inputs"]["model"] = {"$ref": "query.sql"}
+    p = _only(_problems(plan, registry, catalog))
+    assert p.message == "query.sql is str but explain.model expects ModelArtifact"
+
+
+@pytest.mark.parametrize(("out", "inp", "ok"), [
+    (ModelArtifact, ModelArtifact | None, True),
+    (ModelArtifact | None, ModelArtifact, True),   # an Optional output may feed; the run fails if it is None
+    (TableArtifact, ModelArtifact, False),
+    (TableArtifact, ModelArtifact | None, False),
+    (str, str | None, True),
+    (int, float, True),
+    (float, int, False),
+    (str, list[str], False),
+    (list[str], list[str] | None, True),
+    (list[str], list[int], False),
+    (list[dict[str, Any]], list[dict[str, float]] | None, True),
+    (Literal["a", "b"], str, True),
+    (dict[str, float], dict[str, Any] | None, True),
+    (dict[str, float], TableArtifact, False),
+    (dict[str, Any], TableArtifact, True),
+    (ModelArtifact, dict[str, Any], True),
+    (dict[str, float], list[float], False),
+    (Any, TableArtifact, True),
+    (str | TableArtifact, TableArtifact, True),
+])
+def test_compatible(out: Any, inp: Any, ok: bool) -> None:
+    assert compatible(out, inp) is ok
+
+
+HIDDEN = "(it does not exist or you may not see it)"
+
+
+@pytest.mark.parametrize(("sql", "message"), [
+    ("SELECT ssn, churn FROM customers", f"column 'ssn' of table 'customers' is not in your catalog {HIDDEN}"),
+    ("SELECT * FROM hr_secrets", f"table 'hr_secrets' is not in your catalog {HIDDEN}"),
+    ("SELECT * FROM no_such_table", f"table 'no_such_table' is not in your catalog {HIDDEN}"),
+    ("SELECT c.churn FROM customers c JOIN billing b ON c.customer_id = b.customer_id WHERE ssn = '1'",
+     f"column 'ssn' is not in the tables this SQL reads {HIDDEN}"),
+    ("WITH x AS (SELECT ssn FROM customers) SELECT * FROM x",
+     f"column 'ssn' of table 'customers' is not in your catalog {HIDDEN}"),
+    ("SELECT * FROM read_csv('/etc/passwd')", "reads from \"READ_CSV('/etc/passwd')\", which is not a catalog table"),
+])
+def test_sql_reads_only_what_the_principal_may_see(sql: str, message: str, plan: dict[str, Any], registry: Any,
+                                                   catalog: Any) -> None:
+    _step(plan, "query")["inputs"]["sql"] = sql
+    messages = [p.message for p in _problems(plan, registry, catalog) if p.kind == "access"]
+    assert message in messages
+
+
+def test_denied_and_missing_tables_read_the_same(plan: dict[str, Any], registry: Any, catalog: Any) -> None:
+    _step(plan, "query")["inputs"]["sql"] = "SELECT * FROM hr_secrets"
+    denied = _only(_problems(plan, registry, catalog))
+    _step(plan, "query")["inputs"]["sql"] = "SELECT * FROM hr_secretz"
+    missing = _only(_problems(plan, registry, catalog))
+    # nothing in the problem tells a hidden table from one that does not exist
+    assert denied.message.replace("hr_secrets", "T") == missing.message.replace("hr_secretz", "T")
+    assert "hr_secrets" not in denied.hint
+
+
+@pytest.mark.parametrize(("sql", "message"), [
+    ("SELECT * FROM (customers", "the SQL does not parse: Expecting )"),
+    ("DELETE FROM customers", "expected a SELECT query, got DELETE"),
+    ("SELECT 1; SELECT 2", "expected one SQL statement, found 2"),
+])
+def test_sql_that_is_not_one_select(sql: str, message: str, plan: dict[str, Any], registry: Any,
+                                    catalog: Any) -> None:
+    _step(plan, "query")["inputs"]["sql"] = sql
+    p = _only(_problems(plan, registry, catalog))
+    assert (p.kind, p.step, p.field, p.message) == ("schema", "query", "sql", message)
+
+
+def test_feature_spec_over_hidden_table_and_column(plan: dict[str, Any], registry: Any, catalog: Any) -> None:
+    specs = _step(plan, "features")["inputs"]["specs"]
+    specs[0] = {**specs[0], "table": "hr_secrets"}
+    specs[1] = {**specs[1], "column": "ssn", "table": "customers"}
+    messages = {p.message for p in _problems(plan, registry, catalog)}
+    assert f"table 'hr_secrets' is not in your catalog {HIDDEN}" in messages
+    assert f"column 'ssn' of table 'customers' is not in your catalog {HIDDEN}" in messages
+
+
+@pytest.mark.parametrize(("step", "field", "value"), [
+    ("tune", "target", "ssn"), ("tune", "features", ["tenure", "ssn"]), ("residuals", "columns", ["ssn"]),
+])
+def test_column_inputs_must_be_visible(step: str, field: str, value: Any, plan: dict[str, Any], registry: Any,
+                                       catalog: Any) -> None:
+    _step(plan, step)["inputs"][field] = value
+    p = _only(_problems(plan, registry, catalog))
+    assert (p.kind, p.step, p.field) == ("access", step, field)
+    assert p.message == f"column 'ssn' is not in your catalog nor made by a step {HIDDEN}"
+
+
+def test_feature_names_made_by_the_plan_are_known(plan: dict[str, Any], registry: Any, catalog: Any) -> None:
+    _step(plan, "tune")["inputs"]["features"] = ["tenure", "billing_amount_avg_90d"]
+    assert _problems(plan, registry, catalog) == []
+
+
+def test_catalog_none_skips_access_checks(plan: dict[str, Any], registry: Any) -> None:
+    _step(plan, "query")["inputs"]["sql"] = "SELECT ssn FROM customers"
+    assert validate_plan(plan, registry, None) == []
+
+
+@pytest.mark.parametrize(("budget", "message"), [
+    (Budget(max_boosting_rounds=1000), "the plan needs 2500 boosting rounds, over your quota of 1000"),
+    (Budget(max_trials=5), "the plan runs 12 tuning trials, over your quota of 5"),
+    (Budget(max_steps=5), "the plan has 9 steps, over your quota of 5"),
+])
+def test_budget_over_quota(budget: Budget, message: str, plan: dict[str, Any], registry: Any, catalog: Any) -> None:
+    p = _only(_problems(plan, registry, catalog, budget))
+    assert (p.kind, p.message) == ("budget", message)
+
+
+def test_budget_counts_skills_without_a_cost_function(registry: Any, catalog: Any) -> None:
+    from conftest import standin_registry
+
+    plain = standin_registry()
+    plain._skills["tune"] = plain.get("tune").__class__(**{**plain.get("tune").__dict__, "cost": None})
+    plan = {"steps": [{"id": "q", "skill": "query", "inputs": {"sql": "SELECT * FROM customers"}},
+                      {"id": "t", "skill": "tune", "inputs": {"table": {"$ref": "q.table"}, "target": "churn",
+                                                              "num_trials": 10, "max_rounds": 300}}]}
+    p = _only(validate_plan(plan, plain, catalog, Budget(max_boosting_rounds=2999)))
+    assert p.message == "the plan needs 3000 boosting rounds, over your quota of 2999"
+
+
+def test_every_problem_at_once(plan: dict[str, Any], registry: Any, catalog: Any) -> None:
+    _step(plan, "explain")["skill"] = "explian"
+    _step(plan, "evaluate")["inputs"]["table"] = {"$ref": "tune.model"}
+    _step(plan, "residuals")["inputs"]["model"] = {"$ref": "nowhere.model"}
+    _step(plan, "tune")["inputs"]["num_trials"] = 500
+    _step(plan, "query")["inputs"]["sql"] = "SELECT ssn FROM customers"
+    _step(plan, "query")["inputs"]["key"] = {"$ref": "report.uri"}
+    _step(plan, "tune")["inputs"]["search"] = "grid"
+    kinds = {p.kind for p in _problems(plan, registry, catalog)}
+    assert kinds == {"unknown_skill", "type_mismatch", "unknown_ref", "budget", "access", "cycle", "schema"}
+
+
+def test_malformed_plan_data(registry: Any, catalog: Any) -> None:
+    problems = validate_plan({"steps": [{"id": "1bad", "skill": "query"}, {"skill": "query"}], "extra": 1},
+                             registry, catalog)
+    assert {(p.kind, p.step, p.field) for p in problems} == {
+        ("plan", "1bad", "id"), ("plan", "steps[1]", "id"), ("plan", None, "extra")}
+    assert all(p.hint for p in problems)
+
+
+def test_plan_objects_and_dicts_agree(plan: dict[str, Any], registry: Any, catalog: Any) -> None:
+    _step(plan, "explain")["skill"] = "explian"
+    assert validate_plan(Plan.model_validate(plan), registry, catalog) == validate_plan(plan, registry, catalog)
