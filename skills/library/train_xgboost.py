@@ -1,0 +1,134 @@
+"""train_xgboost: a gradient-boosted model (classification or regression) on a table another step wrote.
+
+With `ctx.settings.compute == "ray"` (the executor started Ray) training runs on Ray Train's XGBoostTrainer: workers
+read their dataset shards, checkpoint every N rounds into the artifact store and a restarted worker group resumes from
+the last checkpoint (FailureConfig). GPUs are used whenever the cluster reports some (see `boosting.scaling_for`).
+With `compute == "local"` the same parameters, split, early stopping and metrics run through plain xgboost.train.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from skills.context import SkillContext
+from skills.registry import skill
+from skills.types import ModelArtifact, TableArtifact, Task
+
+if TYPE_CHECKING:
+    import xgboost as xgb
+
+    from skills.library.boosting import Compute, Event, FitResult, Prepared
+
+
+class TrainInput(BaseModel):
+    """What to learn (target, task), from which columns, for how many rounds."""
+
+    model_config = ConfigDict(extra="forbid")
+    table: TableArtifact
+    target: str
+    task: Task | None = Field(None, description="inferred from the target when omitted")
+    features: list[str] | None = Field(None, description="default: every usable column but the target")
+    exclude: list[str] = Field(default_factory=list, description="columns never used as features (keys, times)")
+    params: dict[str, Any] = Field(default_factory=dict, description="xgboost parameters over the defaults")
+    num_rounds: int = Field(200, ge=1, le=100_000)
+    early_stopping_rounds: int = Field(20, ge=0, description="0 disables early stopping")
+    valid_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    num_workers: int | None = Field(None, ge=1, description="Ray Train workers (default: settings.num_workers)")
+
+
+class TrainOutput(BaseModel):
+    """The saved model and its validation metrics."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: ModelArtifact
+    metrics: dict[str, float]
+
+
+def load_prepared(ctx: SkillContext, table: TableArtifact, target: str, task: Task | None,
+                  features: Sequence[str] | None, exclude: Sequence[str], valid_fraction: float) -> Prepared:
+    """Read the table artifact and fix features, task, categories and the validation split."""
+    from skills.library import boosting
+
+    data = ctx.artifacts.get_table(table.uri)
+    ctx.progress(f"read {data.num_rows} rows", done=data.num_rows, total=data.num_rows, unit="rows")
+    return boosting.prepare(data, target, task, features, exclude, valid_fraction, ctx.settings.seed)
+
+
+def compute_for(ctx: SkillContext, num_workers: int | None) -> Compute:
+    """The cluster's compute decision on Ray; in process, the settings alone (no cluster resources to see)."""
+    from skills.library import boosting
+
+    if ctx.settings.compute == "ray":
+        return boosting.cluster_compute(ctx.settings, num_workers)
+    return boosting.scaling_for({}, ctx.settings, 1)
+
+
+def progress_sink(ctx: SkillContext) -> Any:
+    """Boosting events -> ctx.progress (rounds done)."""
+
+    def sink(event: Event) -> None:
+        if event.restarted_from is not None:
+            ctx.logger.warning("training worker restarted; resuming from round %d", event.restarted_from)
+            ctx.progress(f"resumed from the checkpoint at round {event.restarted_from}", done=event.rounds,
+                         total=event.total, unit="rounds", restarted_from=event.restarted_from)
+            return
+        ctx.progress(f"round {event.rounds}/{event.total}", done=event.rounds, total=event.total, unit="rounds",
+                     best=event.best, best_iteration=event.best_iteration)
+
+    return sink
+
+
+def fit_model(ctx: SkillContext, prep: Prepared, params: dict[str, Any], num_rounds: int, early_stopping_rounds: int,
+              num_workers: int | None = None, callbacks: Sequence[xgb.callback.TrainingCallback] = ()) -> ModelArtifact:
+    """Train (on Ray Train or in process, per ctx.settings.compute), keep the best round and save the model.
+    `callbacks` are extra xgboost callbacks that run on every training worker (tests use one to kill a worker)."""
+    from skills.library import boosting
+
+    compute = compute_for(ctx, num_workers)
+    stored = boosting.model_params(prep.task, prep.seed, params)
+    full = boosting.xgb_params(stored, prep.task, compute)
+    every = boosting.report_every(num_rounds)
+    if ctx.settings.compute == "ray":
+        job = boosting.BoostJob(full, prep.task, prep.target, prep.features, prep.categories, num_rounds,
+                                early_stopping_rounds, every, callbacks=tuple(callbacks))
+        storage = ctx.artifacts.uri(ctx.key("checkpoints"))
+        fit = boosting.fit_ray(prep, job, compute, storage, progress_sink(ctx))
+    else:
+        fit = boosting.fit_local(prep, full, num_rounds, patience=early_stopping_rounds, every=every,
+                                 sink=progress_sink(ctx), callbacks=callbacks)
+    return save_model(ctx, prep, stored, fit)
+
+
+def save_model(ctx: SkillContext, prep: Prepared, params: dict[str, Any], fit: FitResult) -> ModelArtifact:
+    """Cut the booster at its best round, record the split convention in it, score it on the validation rows and
+    write it (xgboost JSON) to the artifact store."""
+    from skills.library import boosting
+
+    booster = fit.best_booster()
+    booster.set_param({"device": "cpu"})  # a GPU-trained model scores on the driver's CPU
+    booster.set_attr(**{boosting.SPLIT_ATTR: json.dumps(prep.split_info())})
+    valid = prep.frame(boosting.VALID)
+    metrics = boosting.score(prep.task, valid.y, booster.predict(valid.dmatrix()))
+    uri = ctx.artifacts.put_bytes(ctx.key("model.json"), bytes(booster.save_raw("json")))
+    return ModelArtifact(uri=uri, task=prep.task, target=prep.target, features=prep.features,
+                         categories=prep.categories, params=params, num_rounds=booster.num_boosted_rounds(),
+                         best_iteration=fit.best_iteration, metrics=metrics, history=fit.history)
+
+
+def _cost(inp: TrainInput) -> int:
+    return inp.num_rounds
+
+
+@skill("train_xgboost", uses_ray=True, cost=_cost, tags=("model",))
+def train_xgboost(ctx: SkillContext, inp: TrainInput) -> TrainOutput:
+    """Train an XGBoost model that predicts `target` (classification or regression, inferred when omitted) from the
+    columns of `table` (default: all usable columns except `exclude`). Holds out `valid_fraction` of the rows
+    (stratified) for early stopping; returns the model (saved at its best round) with validation metrics: AUC,
+    logloss, accuracy, F1 for classification; RMSE, MAE, R2 for regression. Runs on Ray Train (GPUs when the cluster
+    has them, checkpoints and worker restarts) when the plan runs on Ray."""
+    prep = load_prepared(ctx, inp.table, inp.target, inp.task, inp.features, inp.exclude, inp.valid_fraction)
+    model = fit_model(ctx, prep, inp.params, inp.num_rounds, inp.early_stopping_rounds, inp.num_workers)
+    return TrainOutput(model=model, metrics=model.metrics)

@@ -1,0 +1,112 @@
+"""evaluate and cross_validate on real churn data; metric code checked against scikit-learn."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ml_fixtures import ID, churn_data, make_harness
+from pydantic import ValidationError
+from sklearn import metrics as skm
+
+from skills.library import boosting
+from skills.library.evaluate import EvaluateInput, cross_validate, evaluate
+from skills.library.train_xgboost import TrainInput, train_xgboost
+
+FEATURES = ["tenure", "contract", "monthly_charges", "internet_service", "payment_method", "senior_citizen"]
+PARAMS = {"eta": 0.1, "max_depth": 3}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    h = make_harness(tmp_path_factory.mktemp("evaluate"))
+    table = h.table()
+    model = train_xgboost(h.ctx, TrainInput(table=table, target="churn", exclude=[ID], num_rounds=150,
+                                            params=PARAMS)).model
+    return h, table, model
+
+
+def test_holdout_is_the_models_validation_split(trained):
+    h, table, model = trained
+    out = evaluate(h.step("evaluate").ctx, EvaluateInput(model=model, table=table, folds=3))
+    assert out.metrics == pytest.approx(model.metrics, abs=1e-9)  # same rows, same model
+    assert out.metric_name == "auc" and out.metric_value == out.metrics["auc"]
+    assert len(out.cv_folds) == 3 and set(out.cv_metrics) == {"auc", "logloss", "accuracy", "f1"}
+    assert out.cv_metrics["auc"] == pytest.approx(np.mean([f["auc"] for f in out.cv_folds]))
+    assert 0.8 < out.cv_metrics["auc"] < 0.9
+    roc = out.curves["roc"]
+    assert (roc["fpr"][0], roc["tpr"][0], roc["fpr"][-1], roc["tpr"][-1]) == (0.0, 0.0, 1.0, 1.0)
+    assert np.all(np.diff(roc["fpr"]) >= 0) and np.all(np.diff(roc["tpr"]) >= 0) and len(roc["fpr"]) <= 101
+    assert np.trapezoid(roc["tpr"], roc["fpr"]) == pytest.approx(out.metrics["auc"], abs=0.01)
+    assert out.curves["pr"]["recall"][-1] == 1.0
+    assert out.curves["learning_curve"]["values"] == model.history["auc"]
+    assert [e.done for e in h.progress("folds")][-3:] == [1, 2, 3]
+
+
+def test_a_new_table_is_scored_on_every_row(trained):
+    h, _, model = trained
+    fresh = h.table(limit=1500)  # other rows count: new data, all of it held out
+    out = evaluate(h.ctx, EvaluateInput(model=model, table=fresh, folds=0))
+    data = h.ctx.artifacts.get_table(fresh.uri)
+    from skills.frame import build_frame
+
+    frame = build_frame(data, model.features, "churn", "classification", model.categories)
+    pred = boosting.load_booster(h.ctx.artifacts, model.uri).predict(frame.dmatrix())
+    assert out.metrics["auc"] == pytest.approx(skm.roc_auc_score(frame.y, pred), abs=1e-9)
+    assert out.cv_folds == [] and out.cv_metrics == {}
+
+
+def test_cross_validate_is_deterministic_and_stratified():
+    table = churn_data("wa_churn")
+    def run(seed: int) -> list[dict[str, float]]:
+        return cross_validate(table, FEATURES, "churn", "classification", PARAMS, 40, folds=4, seed=seed)
+
+    first, again, other = run(7), run(7), run(8)
+    assert first == again and first != other and len(first) == 4
+    assert all(0.78 < fold["auc"] < 0.9 for fold in first)
+    y = (np.asarray(table.column("churn").to_pylist()) == "Yes").astype(np.float32)
+    ids = boosting.fold_ids(y, "classification", 4, seed=7)
+    rates = [y[ids == k].mean() for k in range(4)]
+    assert max(rates) - min(rates) < 0.002  # every fold keeps the churn rate
+    assert sorted(np.bincount(ids)) == [1760, 1761, 1761, 1761]
+
+
+def test_regression_metrics_and_scatter(tmp_path):
+    h = make_harness(tmp_path)
+    table = h.table()
+    model = train_xgboost(h.ctx, TrainInput(table=table, target="tenure", exclude=[ID, "total_charges"],
+                                            num_rounds=60)).model
+    out = evaluate(h.ctx, EvaluateInput(model=model, table=table, folds=2))
+    assert out.metric_name == "rmse" and set(out.metrics) == {"rmse", "mae", "r2"}
+    scatter = out.curves["predicted_vs_actual"]
+    assert len(scatter["actual"]) == len(scatter["predicted"]) == 500
+    assert out.cv_metrics["rmse"] > 0
+
+
+def test_one_fold_is_refused():
+    with pytest.raises(ValidationError, match="at least 2 folds"):
+        EvaluateInput.model_validate({"model": {"uri": "m", "task": "regression", "target": "y", "features": []},
+                                      "table": {"uri": "t", "rows": 1, "columns": []}, "folds": 1})
+
+
+def test_metrics_match_scikit_learn():
+    rng = np.random.default_rng(0)
+    y = (rng.random(2000) < 0.3).astype(float)
+    p = np.clip(0.25 + 0.3 * y + rng.normal(0, 0.2, 2000), 0.001, 0.999).round(2)  # ties on purpose
+    got = boosting.score("classification", y, p)
+    assert got["auc"] == pytest.approx(skm.roc_auc_score(y, p))
+    assert got["logloss"] == pytest.approx(skm.log_loss(y, p))
+    assert got["f1"] == pytest.approx(skm.f1_score(y, p >= 0.5))
+    assert got["accuracy"] == pytest.approx(skm.accuracy_score(y, p >= 0.5))
+    t = rng.normal(size=500)
+    pred = t + rng.normal(0, 0.5, 500)
+    reg = boosting.score("regression", t, pred)
+    assert reg["rmse"] == pytest.approx(np.sqrt(skm.mean_squared_error(t, pred)))
+    assert reg["mae"] == pytest.approx(skm.mean_absolute_error(t, pred))
+    assert reg["r2"] == pytest.approx(skm.r2_score(t, pred))
+    fpr, tpr, _ = skm.roc_curve(y, p, drop_intermediate=False)
+    roc = boosting.roc_points(y, p, max_points=10_000)
+    np.testing.assert_allclose(roc["fpr"], fpr)
+    np.testing.assert_allclose(roc["tpr"], tpr)
+    precision, recall, _ = skm.precision_recall_curve(y, p, drop_intermediate=False)
+    pr = boosting.pr_points(y, p, max_points=10_000)
+    np.testing.assert_allclose(pr["recall"][1:], recall[::-1][1:])  # sklearn: recall falling, ours rising
+    np.testing.assert_allclose(pr["precision"][1:], precision[::-1][1:])
