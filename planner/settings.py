@@ -1,0 +1,31 @@
+"""The one place agentml reads its configuration: environment variables prefixed `AGENTML_` (and a `.env` file).
+
+The CLI and the API build one `Settings()` and pass the values down; skills never read the environment.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where the warehouse, policies, run store, Ray cluster, artifacts and LLM are.
+
+    Every field can be set as `AGENTML_<FIELD>`; `ray_address` also honours Ray's own `RAY_ADDRESS`.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="AGENTML_", env_file=".env", extra="ignore",
+                                      populate_by_name=True)
+
+    warehouse: Path | None = Field(default=None, description="DuckDB file, or folder of Parquet/CSV files")
+    policies: Path | None = Field(default=None, description="policies YAML; unset = local single-user mode")
+    run_store_url: str = Field(default="sqlite:///agentml-runs.db", description="SQLAlchemy URL of the run store")
+    ray_address: str | None = Field(
+        default=None, validation_alias=AliasChoices("AGENTML_RAY_ADDRESS", "RAY_ADDRESS", "ray_address"),
+        description="Ray cluster address; unset = start a local Ray",
+    )
+    artifacts: str = Field(default="agentml-artifacts", description="artifact store root: folder or s3://, gs://")
+    llm_model: str | None = Field(default=None, description="litellm model name; unset = rule-based planner only")
+    tokens_file: Path | None = Field(default=None, description="API bearer tokens -> principals (YAML)")
