@@ -1,0 +1,264 @@
+"""Runs as Ray jobs: the job's entrypoint (`python -m executor.jobs run --run-id ID`) and a small client to submit,
+watch, read and stop them through `ray.job_submission.JobSubmissionClient` (a dashboard address, `http://host:8265`).
+
+The submitter records the run in the run store first (plan, principal, status "queued"); the job loads it from the
+same store, runs it, and writes status, steps and events back there. So the store stays the one truth about a run and
+the submitter may die and come back at any time: the job keeps running and keeps writing.
+
+Where the data, policies and artifacts are travels on the entrypoint's command line (no secrets there); the run store
+URL, which may hold a password, travels in the job's environment (`AGENTML_RUN_STORE_URL`).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, Literal
+
+from executor.errors import ExecutionError
+from executor.models import RunResult
+from executor.run import run_stored
+from executor.store import RunStore
+from governance import Engine, Policies, load_policies
+from skills.artifacts import ArtifactStore
+
+log = logging.getLogger("agentml.jobs")
+
+STORE_URL_ENV = "AGENTML_RUN_STORE_URL"
+JOB_PREFIX = "agentml-"
+JobState = Literal["PENDING", "RUNNING", "STOPPED", "SUCCEEDED", "FAILED"]
+FINISHED_JOB = frozenset({"STOPPED", "SUCCEEDED", "FAILED"})
+LOCAL_ROLE = "local"
+
+
+def open_engine(warehouse: str | Path | None, policies: str | Path | None, *, roles: Sequence[str] = (LOCAL_ROLE,),
+                audit: str | Path | None = None, threads: int = 2) -> Engine:
+    """The governed engine over `warehouse`, with the policies in `policies`.
+
+    Without a policy file this is local single-user mode: every table is visible to `roles` (the API passes every role
+    it knows, a job passes its principal's). The API and the Ray job both build their engine here, so a run sees the
+    same tables and rights wherever it runs.
+    """
+    if warehouse is None:
+        raise ExecutionError("no warehouse is configured", field="warehouse",
+                             hint="set AGENTML_WAREHOUSE to a DuckDB file or a folder of Parquet/CSV files")
+    if policies is not None:
+        return Engine.from_warehouse(warehouse, load_policies(policies), audit=audit, threads=threads)
+    engine = Engine.from_warehouse(warehouse, Policies.allow_all([], roles), audit=audit, threads=threads)
+    # the table names are known only once the warehouse is read: grant them now (Engine.policies is public)
+    engine.policies = Policies.allow_all(engine.tables, roles=sorted({*roles, LOCAL_ROLE}))
+    return engine
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """Everything a job needs besides its run id: where the store, data, policies, artifacts and audit log are."""
+
+    store_url: str
+    warehouse: str | None
+    artifacts: str
+    policies: str | None = None
+    audit: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    def entrypoint(self, run_id: str) -> str:
+        """The shell command Ray runs for `run_id` (paths are quoted; the store URL is not on it)."""
+        import shlex
+
+        parts = ["python", "-m", "executor.jobs", "run", "--run-id", run_id, "--artifacts", self.artifacts]
+        for flag, value in (("--warehouse", self.warehouse), ("--policies", self.policies), ("--audit", self.audit)):
+            if value is not None:
+                parts += [flag, value]
+        return " ".join(shlex.quote(p) for p in parts)
+
+    def runtime_env(self) -> dict[str, Any]:
+        """The job's runtime_env: the store URL and the extra variables, in its environment."""
+        return {"env_vars": {STORE_URL_ENV: self.store_url, "LITELLM_LOCAL_MODEL_COST_MAP": "True", **self.env}}
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """What Ray says about a job: its state and, once it ended, why."""
+
+    job_id: str
+    status: JobState
+    message: str = ""
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED_JOB
+
+
+def job_id_for(run_id: str) -> str:
+    """The submission id of the job running `run_id` (stable, so a retried submit cannot start a second job)."""
+    return f"{JOB_PREFIX}{run_id}"
+
+
+class RayJobs:
+    """A thin wrapper of JobSubmissionClient that speaks in run ids and raises ExecutionError with hints."""
+
+    def __init__(self, address: str, *, headers: dict[str, str] | None = None) -> None:
+        self.address = address.rstrip("/")
+        self._headers = headers
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def client(self) -> Any:
+        """The JobSubmissionClient, connected on first use (its constructor calls the cluster)."""
+        with self._lock:
+            if self._client is None:
+                from ray.job_submission import JobSubmissionClient
+
+                try:
+                    self._client = JobSubmissionClient(self.address, headers=self._headers)
+                except Exception as exc:  # noqa: BLE001 - connection refused, version mismatch...
+                    raise ExecutionError(f"cannot reach the Ray cluster at {self.address}: {type(exc).__name__}",
+                                         hint="check RAY_ADDRESS (the dashboard address, http://host:8265) and "
+                                              "that the Ray head is up") from None
+            return self._client
+
+    def submit(self, run_id: str, config: JobConfig, *, retry_s: float = 60.0) -> str:
+        """Submit the job that runs `run_id`; returns its submission id. A head that is still starting ("no
+        available agent") is retried for up to `retry_s` seconds; the fixed submission id makes a retry safe."""
+        job_id = job_id_for(run_id)
+        deadline, delay, tries = time.monotonic() + retry_s, 0.5, 0
+        while True:
+            tries += 1
+            try:
+                self.client().submit_job(entrypoint=config.entrypoint(run_id), submission_id=job_id,
+                                         runtime_env=config.runtime_env(), metadata={"agentml_run": run_id})
+                return job_id
+            except ExecutionError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the client raises RuntimeError/ConnectionError and friends
+                reason = _reason(exc)
+                if tries > 1 and "already exists" in reason:
+                    return job_id  # an earlier try got through after all
+                if not _transient(exc, reason) or time.monotonic() + delay > deadline:
+                    raise ExecutionError(f"Ray refused the job of run {run_id}: {reason}",
+                                         hint="look at the Ray dashboard's job page and the head's logs") from None
+            log.info("the Ray head is not ready to take job %s yet; retrying in %.1f s", job_id, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    def info(self, job_id: str) -> JobInfo | None:
+        """The job's state, or None when Ray does not know this job."""
+        try:
+            details = self.client().get_job_info(job_id)
+        except RuntimeError as exc:  # the client raises RuntimeError for an unknown job (HTTP 404)
+            if "does not exist" in str(exc) or "404" in str(exc):
+                return None
+            raise ExecutionError(f"cannot read job {job_id}: {_reason(exc)}", hint="is the Ray head healthy?") from None
+        status: JobState = details.status.value  # Ray's JobStatus values are exactly JobState's
+        return JobInfo(job_id, status, details.message or "")
+
+    def logs(self, job_id: str) -> str:
+        """The job driver's stdout and stderr."""
+        try:
+            return str(self.client().get_job_logs(job_id))
+        except RuntimeError as exc:
+            raise ExecutionError(f"no logs for job {job_id}: {_reason(exc)}",
+                                 hint="Ray keeps logs only while the job's record exists") from None
+
+    def stop(self, job_id: str) -> bool:
+        """Ask Ray to stop the job (SIGTERM, then SIGKILL); False when it had already ended."""
+        try:
+            return bool(self.client().stop_job(job_id))
+        except RuntimeError as exc:
+            raise ExecutionError(f"cannot stop job {job_id}: {_reason(exc)}", hint="is the Ray head healthy?") from None
+
+    def ping(self) -> None:
+        """Raise ExecutionError unless the cluster answers."""
+        try:
+            self.client().list_jobs()
+        except ExecutionError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise ExecutionError(f"the Ray cluster at {self.address} does not answer: {_reason(exc)}",
+                                 hint="check that the Ray head and its dashboard are up") from None
+
+
+def _transient(exc: BaseException, reason: str) -> bool:
+    """Errors of a head that is starting or briefly overloaded, worth retrying."""
+    return isinstance(exc, ConnectionError) or "try again later" in reason or "No available agent" in reason
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[-1] if text else type(exc).__name__)[:300]
+
+
+# ------------------------------------------------------------------------------------------------ the entrypoint
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m executor.jobs", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run a run recorded in the run store (the Ray job's entrypoint)")
+    run.add_argument("--run-id", required=True)
+    run.add_argument("--warehouse", required=True, help="DuckDB file or folder of Parquet/CSV files")
+    run.add_argument("--artifacts", required=True, help="artifact store root (folder or URI)")
+    run.add_argument("--policies", default=None, help="policies YAML; omitted = local single-user mode")
+    run.add_argument("--audit", default=None, help="audit log file (JSON lines)")
+    run.add_argument("--store-url", default=None, help=f"run store URL; default ${STORE_URL_ENV}")
+    return parser
+
+
+def _stop_on_sigterm(cancel: threading.Event) -> None:
+    """`ray job stop` sends SIGTERM first: turn it into a cancel, so the run ends "cancelled" at its next progress
+    report instead of dying mid-write."""
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        cancel.set()
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def run_job(run_id: str, store: RunStore, *, warehouse: str, artifacts: str, policies: str | None = None,
+            audit: str | None = None, cancel: threading.Event | None = None) -> RunResult:
+    """Run the stored run `run_id` in this process, as its recorded principal, writing everything to `store`."""
+    record = store.get_run(run_id)
+    roles = list(record.principal.get("roles") or [LOCAL_ROLE])
+    try:
+        engine = open_engine(warehouse, policies, roles=roles, audit=audit)
+    except Exception as exc:  # the run must not stay "queued" when its data cannot be opened
+        message = getattr(exc, "message", None) or type(exc).__name__
+        store.finish_run(run_id, "failed", error=f"the job could not open the warehouse: {message}",
+                         hint=getattr(exc, "hint", None) or "check the warehouse and policy paths on the cluster")
+        raise
+    return run_stored(run_id, store, engine=engine, artifacts=ArtifactStore(artifacts), cancel=cancel)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entrypoint: 0 when the run succeeded, 1 when it failed or was cancelled, 2 for bad arguments."""
+    import os
+
+    args = _parser().parse_args(argv)
+    url = args.store_url or os.environ.get(STORE_URL_ENV)
+    if not url:
+        print(f"error: no run store: set {STORE_URL_ENV} or pass --store-url", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cancel = threading.Event()
+    _stop_on_sigterm(cancel)
+    store = RunStore(url)
+    try:
+        result = run_job(args.run_id, store, warehouse=args.warehouse, artifacts=args.artifacts,
+                         policies=args.policies, audit=args.audit, cancel=cancel)
+    except ExecutionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    print(f"run {result.id} {result.status}")
+    return 0 if result.status == "succeeded" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

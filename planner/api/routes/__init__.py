@@ -1,0 +1,1 @@
+"""The API's routers: health, plans, runs, meta (skills, catalog, audit, me) and the dashboard pages."""

@@ -1,0 +1,128 @@
+"""Runs through the API on a SQLite file and on PostgreSQL: start, follow (JSON and SSE), inspect, report, logs,
+cancel, and who may see what. Every run is a real run of the real skills on the demo warehouse; these plans need no
+Ray (training runs are in the browser, Ray job and restart tests)."""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from api_support import TOKENS, Api, quick_plan, slow_plan, small_plan, wait_for
+
+
+def sse_events(api: Api, run_id: str, after: int = 0) -> list[tuple[str, dict[str, Any]]]:
+    """The whole server-sent-events stream of a finished run: (event, data) pairs."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    kind = ""
+    with api.client.stream("GET", f"/v1/runs/{run_id}/events", params={"after": after},
+                           headers={"Authorization": f"Bearer {TOKENS['ann']}"}) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                kind = line.split(":", 1)[1].strip()
+            elif line.startswith("data:"):
+                out.append((kind, json.loads(line.split(":", 1)[1])))
+    return out
+
+
+def test_a_run_from_start_to_report(api: Api) -> None:
+    created = api.post("/v1/runs", json={"plan": quick_plan()})
+    assert created.status_code == 202, created.text
+    run_id = created.json()["id"]
+    assert created.json()["links"]["dashboard"] == f"/runs/{run_id}"
+    assert [r["id"] for r in api.get("/v1/runs", as_="ann").json()["runs"]] == [run_id]
+    assert api.get("/v1/runs", as_="bob").json()["runs"] == []
+    assert api.get(f"/v1/runs/{run_id}", as_="bob").status_code == 403
+    assert api.get(f"/v1/runs/{run_id}/report", as_="bob").status_code == 403
+    assert api.post(f"/v1/runs/{run_id}/cancel", as_="bob").status_code == 403
+
+    run = api.wait(run_id)
+    assert run["status"] == "succeeded", run
+    assert run["user"] == "ann" and run["steps_done"] == run["steps_total"] == 2
+    assert [s["status"] for s in run["steps"]] == ["succeeded"] * 2
+    data = run["steps"][0]
+    assert data["outputs"]["rows"] == 1 and "traceback" not in data  # the row filter: ann sees her region only
+    assert api.get(f"/v1/runs/{run_id}", as_="ada").status_code == 200  # admins see every run
+    assert {r["id"] for r in api.get("/v1/runs", as_="ada").json()["runs"]} >= {run_id}
+
+    _check_events(api, run_id)
+    _check_report_and_logs(api, run_id)
+    again = api.post(f"/v1/runs/{run_id}/cancel")
+    assert again.status_code == 409 and "already ended" in again.json()["error"]["message"]
+
+
+def _check_events(api: Api, run_id: str) -> None:
+    events = api.get(f"/v1/runs/{run_id}/events", params={"stream": "false"}).json()["events"]
+    seqs = [e["seq"] for e in events]
+    assert seqs == list(range(1, len(seqs) + 1))
+    finished = {e["step"] for e in events if e["kind"] == "step" and e["data"]["status"] == "succeeded"}
+    assert finished == {"data", "report"}
+    assert any(e["kind"] == "progress" and e["step"] == "data" for e in events)
+    streamed = sse_events(api, run_id)
+    assert [d["seq"] for k, d in streamed if k != "end"] == seqs
+    assert streamed[-1] == ("end", {"status": "succeeded"})
+    resumed = sse_events(api, run_id, after=seqs[-2])
+    assert [d.get("seq") for _, d in resumed] == [seqs[-1], None]
+
+
+def _check_report_and_logs(api: Api, run_id: str) -> None:
+    report = api.get(f"/v1/runs/{run_id}/report")
+    assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
+    assert "script-src" not in report.headers["content-security-policy"]  # default-src 'none': no script runs
+    assert "Quick look" in report.text and "customers per region" in report.text
+    logs = api.get(f"/v1/runs/{run_id}/logs")
+    assert logs.status_code == 200 and "succeeded" in logs.text and "report" in logs.text
+
+
+def test_bad_plans_are_refused_with_every_problem(api: Api) -> None:
+    plan = small_plan()
+    plan["steps"][0]["inputs"]["sql"] = "SELECT name, churn FROM customers"  # `name` is denied to analysts
+    plan["steps"][1]["skill"] = "train_xgbost"
+    plan["steps"][2]["inputs"]["table"] = {"$ref": "nowhere.table"}
+    response = api.post("/v1/runs", json={"plan": plan})
+    assert response.status_code == 422
+    body = response.json()["error"]
+    assert body["type"] == "plan_invalid"
+    kinds = {p["kind"] for p in body["problems"]}
+    assert {"access", "unknown_skill", "unknown_ref"} <= kinds, body
+    assert all(p["hint"] for p in body["problems"] if p["kind"] != "unknown_ref")
+    assert api.get("/v1/runs").json()["runs"] == []  # nothing was recorded
+
+
+@pytest.mark.parametrize("body", [{}, {"prompt": "x", "plan": {"steps": []}}, {"prompt": ""},
+                                  {"plan": small_plan(), "iterations": 9}, {"prompt": "churn\x00model"}])
+def test_bad_requests_are_422_with_reasons(api: Api, body: dict[str, Any]) -> None:
+    response = api.post("/v1/runs", json=body)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["type"] == "request_invalid" and error["problems"] and all(p["message"] for p in error["problems"])
+
+
+def test_unknown_runs_are_404(api: Api) -> None:
+    for path in ("/v1/runs/nope", "/v1/runs/nope/report", "/v1/runs/nope/events", "/v1/runs/nope/logs"):
+        response = api.get(path)
+        assert response.status_code == 404 and response.json()["error"]["type"] == "not_found"
+    assert api.get("/v1/runs/bad%20id").status_code == 422
+
+
+def test_cancel_a_queued_and_a_running_run(api_for: Callable[..., Api], tmp_path: Any) -> None:
+    api = api_for(f"sqlite:///{tmp_path / 'cancel.db'}", max_concurrent_runs=1)
+    first = api.post("/v1/runs", json={"plan": slow_plan()}).json()["id"]
+    second = api.post("/v1/runs", json={"plan": quick_plan()}).json()["id"]
+    assert api.post(f"/v1/runs/{second}/cancel").status_code == 202
+    run = api.wait(second)
+    assert run["status"] == "cancelled" and {s["status"] for s in run["steps"]} == {"cancelled"}
+
+    def started() -> bool:
+        return api.get(f"/v1/runs/{first}").json()["steps"][1]["status"] == "succeeded"
+
+    wait_for(started, 60, "the first run never finished its second step")
+    assert api.post(f"/v1/runs/{first}/cancel").status_code == 202
+    run = api.wait(first, timeout=60)
+    steps = {s["id"]: s["status"] for s in run["steps"]}
+    assert run["status"] == "cancelled" and steps["q0"] == steps["q1"] == "succeeded"  # finished steps are kept
+    assert steps["report"] == "cancelled" and run["steps"][0]["outputs"]["rows"] > 0
+    kinds = [e["kind"] for e in api.get(f"/v1/runs/{first}/events", params={"stream": False}).json()["events"]]
+    assert "cancel_requested" in kinds
