@@ -75,7 +75,7 @@ def main() -> None:
 
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=True, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=True, log_to_driver=False, configure_logging=False)
     workdir = tempfile.TemporaryDirectory(prefix="agentml-hpo-")
     store = ArtifactStore(Path(workdir.name))
     ctx = SkillContext(principal=BENCH, engine=Engine(Policies.allow_all(["mlc_churn"])), artifacts=store,

@@ -85,7 +85,7 @@ def main() -> None:
 
     import ray
 
-    ray.init(num_cpus=THREADS, include_dashboard=True, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=THREADS, include_dashboard=True, log_to_driver=False, configure_logging=False)
     workdir = tempfile.TemporaryDirectory(prefix="agentml-bench-")  # ~0.5 GB of Parquet and checkpoints
     store = ArtifactStore(Path(workdir.name))
     data = synthetic(args.rows, args.features)

@@ -22,8 +22,9 @@ def ray_init_options(address: str | None = None, *, num_cpus: int | None = None)
             hint="submit the run as a Ray job, or set RAY_ADDRESS to the cluster's GCS address (host:6379) or ray://")
     if address:
         return {"address": address, "log_to_driver": False}
-    # the dashboard stays on: Tune trials were seen to hang on leaked placement groups without it
-    return {"num_cpus": num_cpus, "include_dashboard": True, "log_to_driver": False}
+    # "local": a new cluster even when a `ray start` one runs on this machine (ray.init() would join that one and
+    # refuse num_cpus). The dashboard stays on: Tune trials were seen to hang on leaked placement groups without it.
+    return {"address": "local", "num_cpus": num_cpus, "include_dashboard": True, "log_to_driver": False}
 
 
 def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> str | None:

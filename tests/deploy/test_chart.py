@@ -7,6 +7,7 @@ checked against the openAPIV3Schema of the KubeRay CRD kept in ../shared/kuberay
 from __future__ import annotations
 
 import copy
+import gzip
 import os
 import re
 from pathlib import Path
@@ -24,7 +25,9 @@ from planner.settings import Settings
 REPO = Path(__file__).resolve().parents[2]
 CHART_DIR = REPO / "deploy" / "helm" / "agentml"
 DOCKERFILE = REPO / "deploy" / "Dockerfile"
+# the team's copy of the KubeRay CRD; a gzipped copy of it (KubeRay, Apache-2.0) travels with the tests for clean clones
 RAYCLUSTER_CRD = REPO.parent / "shared" / "kuberay" / "ray.io_rayclusters.yaml"
+VENDORED_CRD = Path(__file__).parent / "kuberay" / "ray.io_rayclusters.yaml.gz"
 KUBE_VERSION = "1.32.0"  # a version kubernetes-validate ships schemas for, inside the chart's kubeVersion range
 RELEASE, NAMESPACE = "agentml", "ml"
 
@@ -129,10 +132,15 @@ def strict_crd_schema(schema: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def raycluster_validator() -> jsonschema.Draft7Validator:
-    if not RAYCLUSTER_CRD.is_file():
-        pytest.skip(f"KubeRay RayCluster CRD not found at {RAYCLUSTER_CRD}: cannot check the RayCluster's schema")
+    if RAYCLUSTER_CRD.is_file():
+        text = RAYCLUSTER_CRD.read_text()
+    elif VENDORED_CRD.is_file():
+        text = gzip.decompress(VENDORED_CRD.read_bytes()).decode()
+    else:
+        pytest.skip(f"KubeRay RayCluster CRD not found at {RAYCLUSTER_CRD} or {VENDORED_CRD}: cannot check the "
+                    "RayCluster's schema")
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the CRD is 17k lines: libyaml reads it 10x faster
-    crd = next(doc for doc in yaml.load_all(RAYCLUSTER_CRD.read_text(), Loader=loader) if doc)
+    crd = next(doc for doc in yaml.load_all(text, Loader=loader) if doc)
     version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
     return jsonschema.Draft7Validator(strict_crd_schema(version["schema"]["openAPIV3Schema"]))
 
