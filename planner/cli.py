@@ -7,6 +7,7 @@ named on stderr. `app` is importable (`planner.cli.app`) so that other commands 
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 import sys
 import tempfile
@@ -239,7 +240,7 @@ def plan(prompt: Annotated[str, typer.Argument(help="what you want, in plain lan
         if json_:
             sys.stdout.write(the_plan.model_dump_json(indent=2) + "\n")
         else:
-            out_console.print(escape(preview_text(the_plan, access)))
+            out_console.print(escape(preview_text(the_plan, access)), soft_wrap=True)
 
 
 # ------------------------------------------------------------------------------------------------------ progress
@@ -365,7 +366,7 @@ def _plan_and_run(prompt: str, access: Access, out: Path, *, target: str | None 
                   budget_rounds: int | None = None, yes: bool, notes: str = "") -> None:
     """Plan, preview (stderr), confirm, run with the OODA loop, print the summary; exit 3/4 if a step failed."""
     the_plan = make_plan(prompt, access, target, budget_rounds)
-    err.print(escape(preview_text(the_plan, access)))
+    err.print(escape(preview_text(the_plan, access)), soft_wrap=True)
     _confirm(yes)
     result = execute(the_plan, access, out, iterations=iterations, budget_rounds=budget_rounds, notes=notes)
     print_summary(result, out_console)
@@ -448,6 +449,9 @@ def main() -> None:
     # Idle OpenMP threads sleep instead of spinning: xgboost with all cores on a busy machine (Ray workers, the
     # driver) was seen 15-60x slower with spinning threads. Set before xgboost loads; Ray workers inherit it.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # The progress bars are the CLI's output: Ray Tune's own console tables and its INFO lines stay out of it.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    logging.getLogger("ray.tune").setLevel(logging.WARNING)
     app()
 
 

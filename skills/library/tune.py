@@ -95,9 +95,11 @@ def startup_trials(num_trials: int) -> int:
 def make_searcher(search: Search, seed: int, num_trials: int) -> Any:
     """OptunaSearch (TPE), HyperOptSearch or seeded random sampling. Metric and mode come from TuneConfig."""
     if search == "optuna":
+        import optuna
         from optuna.samplers import TPESampler
         from ray.tune.search.optuna import OptunaSearch
 
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # not one INFO line per study on the user's terminal
         return OptunaSearch(sampler=TPESampler(seed=seed, n_startup_trials=startup_trials(num_trials),
                                                multivariate=True))
     if search == "hyperopt":
