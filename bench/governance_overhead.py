@@ -8,13 +8,18 @@ Prints
    Governed = `Engine.query(sql, principal)` (enforce + rewritten SQL + audit); ungoverned = the same SQL on a
    plain DuckDB connection with the same threads, memory limit and data. The principal of the headline ratio may
    read all three tables in full, so both sides compute the same result and the ratio is pure overhead (goal
-   <= 1.05); the ratio is the median of the per-round governed/ungoverned wall-time ratios. A second,
+   <= 1.05); the ratio is the median of the per-round governed/ungoverned wall-time ratios. The Engine remembers
+   the rewrite of a query it has seen for the same principal, so the headline ratio is that of a repeated query;
+   the ratio of a first-seen query (a fresh SQL text every round, so the rewrite is paid every time) is printed
+   and reported too (`governed_ratio_first`). A second,
    informational ratio runs a filtered+masked principal against the same policy written by hand into the SQL.
-Last line, machine-readable: `RESULT enforce_p50_ms=<x> enforce_p95_ms=<x> governed_ratio=<x>`.
+Last line, machine-readable:
+`RESULT enforce_p50_ms=<x> enforce_p95_ms=<x> governed_ratio=<x> governed_ratio_first=<x>`.
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import time
 from collections.abc import Callable
@@ -208,6 +213,16 @@ def main() -> None:
           f"{full.ungoverned_ms:.1f} ms (medians of {args.rounds} interleaved rounds); ratio {full.ratio:.3f} "
           f"(median per-round ratio; goal <= 1.05), CPU-time ratio {full.cpu_ratio:.3f}")
 
+    fresh = itertools.count()
+
+    def first_seen() -> str:
+        return f"{JOIN_SQL}-- round {next(fresh)}\n"  # new text, same query: the Engine has not rewritten it yet
+
+    cold = interleaved(lambda: engine.query(first_seen(), OWNER), lambda: con.sql(first_seen()).to_arrow_table(),
+                       args.rounds)
+    print(f"the same, each query seen for the first time (rewrite paid every round): governed "
+          f"{cold.governed_ms:.1f} ms vs {cold.ungoverned_ms:.1f} ms; ratio {cold.ratio:.3f}, CPU-time ratio "
+          f"{cold.cpu_ratio:.3f}")
     hand = con.sql(HAND_GOVERNED_SQL).to_arrow_table()
     assert same_result(engine.query(JOIN_SQL, ANALYST), hand), "the hand-written policy differs from the governed one"
     masked = interleaved(lambda: engine.query(JOIN_SQL, ANALYST), lambda: con.sql(HAND_GOVERNED_SQL).to_arrow_table(),
@@ -215,7 +230,8 @@ def main() -> None:
     print(f"filtered+masked principal vs the same policy written by hand: {masked.governed_ms:.1f} ms vs "
           f"{masked.ungoverned_ms:.1f} ms; ratio {masked.ratio:.3f}, CPU-time ratio {masked.cpu_ratio:.3f} "
           f"(informational)")
-    print(f"RESULT enforce_p50_ms={p50:.3f} enforce_p95_ms={p95:.3f} governed_ratio={full.ratio:.3f}")
+    print(f"RESULT enforce_p50_ms={p50:.3f} enforce_p95_ms={p95:.3f} governed_ratio={full.ratio:.3f} "
+          f"governed_ratio_first={cold.ratio:.3f}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -24,6 +25,7 @@ from governance.policies import Policies
 from governance.principal import Principal
 
 CATALOG, DB = "memory", "main"
+REWRITE_CACHE_SIZE = 512
 # DuckDB errors raised before any row is read: they can only echo the query and catalog names, never data.
 _COMPILE_ERRORS = (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException)
 _STRING_LITERAL = re.compile(r"'(?:[^']|'')*'")
@@ -122,6 +124,10 @@ class Engine:
         self._sources: dict[str, Source] = {}
         self._schema: dict[str, dict[str, str]] = {}
         self._lock = threading.RLock()
+        # (policies, schema, principal, sql) -> governed SQL. Rewriting costs milliseconds (parse, qualify, rewrite):
+        # as much as a small query. Cleared when a table is (re)registered or the policies are replaced.
+        self._rewrites: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._rewrites_for: tuple[Policies, dict[str, dict[str, str]]] | None = None
         self._connection = _locked_connection(memory_limit, threads)
 
     # ------------------------------------------------------------------------------------------ admin side
@@ -171,8 +177,29 @@ class Engine:
 
     # ------------------------------------------------------------------------------------------ governed side
     def rewrite(self, sql: str, principal: Principal) -> str:
-        """The governed SQL for `sql` as `principal`, without running it (raises PolicyViolation)."""
-        return enforce(sql, principal, self.policies, self._schema, "duckdb", catalog=CATALOG, db=DB)
+        """The governed SQL for `sql` as `principal`, without running it (raises PolicyViolation).
+
+        Results are remembered per (policies, tables, principal, SQL); refusals are not, so they are decided anew.
+        """
+        policies, schema = self.policies, self._schema
+        key = (principal.model_dump_json(), sql)
+        with self._lock:
+            if self._rewrites_for is None or self._rewrites_for[0] is not policies \
+                    or self._rewrites_for[1] is not schema:
+                self._rewrites.clear()
+                self._rewrites_for = (policies, schema)  # held, so their ids cannot be reused while cached
+            cached = self._rewrites.get(key)
+            if cached is not None:
+                self._rewrites.move_to_end(key)
+                return cached
+        rewritten = enforce(sql, principal, policies, schema, "duckdb", catalog=CATALOG, db=DB)
+        with self._lock:
+            if self._rewrites_for is not None and self._rewrites_for[0] is policies \
+                    and self._rewrites_for[1] is schema:
+                self._rewrites[key] = rewritten
+                if len(self._rewrites) > REWRITE_CACHE_SIZE:
+                    self._rewrites.popitem(last=False)
+        return rewritten
 
     def query(self, sql: str, principal: Principal) -> pa.Table:
         """Run `sql` as `principal` and return the rows they may see. Every call is audited."""

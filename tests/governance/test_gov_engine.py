@@ -187,3 +187,29 @@ def test_binder_errors_list_only_visible_columns(gov_engine: Engine) -> None:
     with pytest.raises(QueryError) as raised:
         gov_engine.query("SELECT nme FROM customers", PRINCIPALS["analyst_eu"])
     assert "ssn" not in raised.value.message and not leaked(raised.value.message, PRINCIPALS["analyst_eu"])
+
+
+# ------------------------------------------------------------------------------------------ remembered rewrites
+def test_remembered_rewrites_are_still_audited_and_follow_the_principal(gov_policies: Policies) -> None:
+    engine = seeded_engine(gov_policies)
+    sql = "SELECT id FROM customers ORDER BY id"
+    first = engine.query(sql, PRINCIPALS["analyst_eu"])
+    assert engine.query(sql, PRINCIPALS["analyst_eu"]) == first
+    assert [r.verdict for r in engine.audit.records(user="ann")] == ["allowed", "allowed"]
+    # same SQL, another attribute value: another row filter, not the remembered one
+    us = Principal(user="ann", roles=["analyst"], attributes={"region": "US"})
+    assert _ids(engine, sql, "analyst_eu") != [r["id"] for r in engine.query(sql, us).to_pylist()]
+
+
+def test_remembered_rewrites_follow_new_tables_and_new_policies(gov_policies: Policies) -> None:
+    engine = seeded_engine(gov_policies)
+    eu = PRINCIPALS["analyst_eu"]
+    before = engine.query("SELECT * FROM customers", eu).column_names
+    engine.register("customers", tables()["customers"].append_column("churned", pa.array([0] * 30)))
+    assert engine.query("SELECT * FROM customers", eu).column_names == [*before, "churned"]
+    # new policies without customers: the next query is refused, not answered from memory
+    locked = gov_policies.model_dump()
+    del locked["tables"]["customers"]
+    engine.policies = Policies.model_validate(locked)
+    with pytest.raises(PolicyViolation):
+        engine.query("SELECT * FROM customers", eu)
