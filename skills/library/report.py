@@ -158,7 +158,7 @@ def headline_section(inp: ReportInput) -> str:
                   _card("features", len(inp.model.features)), _card("boosting rounds", inp.model.num_rounds)]
     body = f'<div class="headline">{"".join(cards)}</div>' if cards else ""
     if inp.metrics:
-        body += table(["metric", "value"], sorted(inp.metrics.items()))
+        body += table(["metric on held-out rows", "value"], sorted(inp.metrics.items()))
     if inp.notes:
         body += f"<p>{esc(inp.notes)}</p>"
     return body
@@ -212,9 +212,12 @@ def curves_section(inp: ReportInput) -> str:
 
 
 def _metric_label(inp: ReportInput) -> str:
+    """What the trials report: the validation-split metric (never the cross-validated headline)."""
     if inp.model is not None and "eval_metric" in inp.model.params:
-        return str(inp.model.params["eval_metric"])
-    return inp.metric_name or "validation metric"
+        return f"validation {inp.model.params['eval_metric']}"
+    if inp.metric_name:
+        return f"validation {inp.metric_name.split(' (')[0]}"
+    return "validation metric"
 
 
 def trials_section(inp: ReportInput) -> str:
