@@ -24,6 +24,7 @@ from skills.errors import SkillError
 from skills.library.query import DIALECT, Reads, merge_reads, parse_sql, sql_reads
 from skills.plan import Plan, Ref, Step, as_ref
 from skills.registry import Registry, SkillSpec
+from skills.types import ModelArtifact, TableArtifact
 
 _SQL_FIELDS = frozenset({"sql", "base_sql", "query"})
 _COLUMN_FIELDS = frozenset({"target", "features", "columns", "key"})
@@ -107,6 +108,29 @@ def _check_cycle(plan: Plan) -> Iterator[PlanProblem]:
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Input schemas and types
+
+_ARTIFACTS = (TableArtifact, ModelArtifact)
+
+
+def _holds_artifact(annotation: Any) -> bool:
+    """Whether a field's type is, or contains (Optional, list, dict...), a table or model artifact."""
+    if isinstance(annotation, type) and issubclass(annotation, _ARTIFACTS):
+        return True
+    return any(_holds_artifact(arg) for arg in typing.get_args(annotation))
+
+
+def _check_artifact_literals(step: Step, spec: SkillSpec) -> Iterator[PlanProblem]:
+    """Tables and models enter a plan only as refs to its own steps' outputs: a literal one could name any file
+    (the warehouse itself, another user's run) and so read data around governance."""
+    refs = set(step.refs())
+    for name, info in spec.input_model.model_fields.items():
+        if name in step.inputs and name not in refs and _holds_artifact(info.annotation):
+            yield PlanProblem(step=step.id, field=name, kind="access",
+                              message=f"{name} is a literal {_type_name(info.annotation)}: tables and models can only "
+                                      "come from earlier steps of this plan, so that every row is read through "
+                                      "governance",
+                              hint=f'make {name} a ref to a step output, e.g. {{"$ref": "query.table"}}')
+
 
 
 def _type_name(annotation: Any) -> str:
@@ -413,7 +437,7 @@ def validate_plan(plan: Plan | Mapping[str, Any], registry: Registry, catalog: C
                  *_check_cycle(parsed)]
     for s in parsed.steps:
         if s.skill in registry:
-            problems += _check_inputs(s, registry.get(s.skill))
+            problems += [*_check_inputs(s, registry.get(s.skill)), *_check_artifact_literals(s, registry.get(s.skill))]
     problems += _check_types(parsed, registry)
     if catalog is not None:
         problems += _check_access(parsed, registry, catalog)

@@ -14,6 +14,10 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 
+class ArtifactAccessError(PermissionError):
+    """A key or URI that points outside the artifact store."""
+
+
 class ArtifactStore:
     """Keys are relative paths like `run-1/train/model.json`; URIs are what other processes open."""
 
@@ -38,9 +42,14 @@ class ArtifactStore:
         return None
 
     def _path(self, key_or_uri: str) -> str:
+        """The filesystem path of a key or URI, which must lie inside this store: a URI elsewhere (the warehouse's
+        own files, another store) would let a skill read data around governance."""
         if "://" in key_or_uri:
-            _, path = pafs.FileSystem.from_uri(key_or_uri)
-            return path
+            if not key_or_uri.startswith(self.root + "/"):
+                raise ArtifactAccessError(f"{key_or_uri} is outside the artifact store {self.root}")
+            key_or_uri = key_or_uri[len(self.root) + 1:]
+        if ".." in key_or_uri.replace("\\", "/").split("/"):
+            raise ArtifactAccessError(f"artifact key {key_or_uri!r} climbs out of the artifact store with '..'")
         return f"{self._base}/{key_or_uri.lstrip('/')}"
 
     def _ensure_parent(self, path: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -89,6 +90,18 @@ def test_bad_plans_are_refused_with_every_problem(api: Api) -> None:
     assert {"access", "unknown_skill", "unknown_ref"} <= kinds, body
     assert all(p["hint"] for p in body["problems"] if p["kind"] != "unknown_ref")
     assert api.get("/v1/runs").json()["runs"] == []  # nothing was recorded
+
+
+def test_a_plan_cannot_hand_a_skill_the_warehouse_files(api: Api, demo: Any) -> None:
+    # the raw Parquet behind `customers` holds every region and the denied `name`: only governed SQL may read it
+    plan = small_plan()
+    raw = Path(demo.customers).resolve()
+    plan["steps"][1]["inputs"]["table"] = {"uri": raw.as_uri(), "rows": 7043, "columns": ["name", "churn"]}
+    response = api.post("/v1/runs", json={"plan": plan})
+    assert response.status_code == 422, response.text
+    problem = response.json()["error"]["problems"][0]
+    assert (problem["kind"], problem["step"], problem["field"]) == ("access", "train", "table")
+    assert api.get("/v1/runs").json()["runs"] == []
 
 
 @pytest.mark.parametrize("body", [{}, {"prompt": "x", "plan": {"steps": []}}, {"prompt": ""},

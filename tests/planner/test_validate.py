@@ -270,3 +270,17 @@ def test_malformed_plan_data(registry: Any, catalog: Any) -> None:
 def test_plan_objects_and_dicts_agree(plan: dict[str, Any], registry: Any, catalog: Any) -> None:
     _step(plan, "explain")["skill"] = "explian"
     assert validate_plan(Plan.model_validate(plan), registry, catalog) == validate_plan(plan, registry, catalog)
+
+
+@pytest.mark.parametrize(("step", "field", "value"), [
+    ("evaluate", "table", {"uri": "file:///srv/warehouse/customers.parquet", "rows": 10, "columns": ["churn"]}),
+    ("explain", "model", {"uri": "file:///srv/other-user/model.json", "task": "classification", "target": "churn",
+                          "features": ["tenure"]}),
+])
+def test_tables_and_models_only_come_from_steps(step: str, field: str, value: dict[str, Any], plan: dict[str, Any],
+                                                registry: Any, catalog: Any) -> None:
+    # a literal artifact could name the warehouse's own files or another user's run: data around governance
+    _step(plan, step)["inputs"][field] = value
+    p = _only(_problems(plan, registry, catalog))
+    assert (p.kind, p.step, p.field) == ("access", step, field)
+    assert "through governance" in p.message and '"$ref"' in p.hint
