@@ -89,4 +89,6 @@ def ooda_panel(ooda: Any) -> Panel | None:
                   for it in iterations for c in it.get("candidates") or [] if isinstance(c, Mapping)]
     detail = rpt.table(["iteration", "candidate", "race metric", "CV delta", "p", "stopped early", "accepted",
                         "reason"], candidates) if candidates else ""
-    return Panel("ooda", rpt.section("Improvement loop (OODA)", state, table if rows else "", detail))
+    chart = rpt.race_chart([{"iteration": c[0], "candidates": c[1], "score": c[2], "accepted": c[6]}
+                            for c in candidates])
+    return Panel("ooda", rpt.section("Improvement loop (OODA)", state, table if rows else "", chart, detail))

@@ -63,8 +63,9 @@ def svg_plot(fn: Callable[P, Axes]) -> Callable[P, str]:
 
 @svg_plot
 def bar_chart(labels: Sequence[Any], values: Sequence[float], *, title: str = "", xlabel: str = "",
-              reference: float | None = None, highlight: Sequence[bool] | None = None) -> Axes:
-    """Horizontal bars, largest at the top. `reference` draws a vertical line (e.g. lift = 1)."""
+              reference: float | None = None, highlight: Sequence[bool] | None = None, zoom: bool = False) -> Axes:
+    """Horizontal bars, largest at the top. `reference` draws a vertical line (e.g. lift = 1). `zoom` starts the
+    axis near the smallest value instead of 0, for scores that differ in the third decimal."""
     n = len(labels)
     ax = new_axes(6.0, max(1.8, 0.32 * n + 0.9))
     colors = [_WARN if (highlight and highlight[i]) else _ACCENT for i in range(n)]
@@ -73,6 +74,11 @@ def bar_chart(labels: Sequence[Any], values: Sequence[float], *, title: str = ""
     ax.invert_yaxis()
     if reference is not None:
         ax.axvline(reference, color="#4a5568", linestyle="--", linewidth=1, zorder=3)
+    if zoom and n:
+        shown = [*values, *([reference] if reference is not None else [])]
+        low, high = min(shown), max(shown)
+        pad = (high - low) * 0.15 or abs(high) * 0.01 or 0.01
+        ax.set_xlim(low - pad, high + pad)
     _titles(ax, title, xlabel, "")
     return ax
 

@@ -245,10 +245,24 @@ def slices_section(inp: ReportInput) -> str:
                    table(["column", "slice", "rows", "mean error", "lift", "model uses column"], rows))
 
 
+def race_chart(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Each candidate feature group's score in the ASHA race, by iteration; accepted groups in orange.
+    `rows`: {iteration, candidates (the group's name), score, accepted}, as in `iterations`."""
+    scored = [r for r in rows if isinstance(r.get("score"), int | float)]
+    if not scored:
+        return ""
+    chart = plots.bar_chart([f"{r.get('iteration')}: {r.get('candidates')}" for r in scored],
+                            [float(r["score"]) for r in scored], highlight=[bool(r.get("accepted")) for r in scored],
+                            title="Candidate feature groups raced (orange: accepted)", xlabel="validation score in "
+                            "the race (groups stopped early by ASHA show their last score)", zoom=True)
+    return figures(chart)
+
+
 def iterations_section(inp: ReportInput) -> str:
     if not inp.iterations:
         return ""
-    return section("Improvement loop (OODA iterations)", dict_table(inp.iterations, _ITERATION_ORDER))
+    return section("Improvement loop (OODA iterations)", race_chart(inp.iterations),
+                   dict_table(inp.iterations, _ITERATION_ORDER))
 
 
 def _inputs_text(inputs: Mapping[str, Any]) -> str:

@@ -68,6 +68,7 @@ def test_ooda_panel_shows_candidates_accepted_and_gain() -> None:
     assert panel is not None and panel.key == "ooda"
     assert "billing_amount_avg" in panel.html and "tenure_ratio" in panel.html and "stopped by ASHA" in panel.html
     assert "0.006" in panel.html  # the gain: 0.846 - 0.84
+    assert panel.html.count("<svg") == 1 and "1: billing_amount_avg" in panel.html  # the race, drawn
     assert ooda_panel(None) is None
 
 
