@@ -334,7 +334,10 @@ def execute(the_plan: Plan, access: Access, out: Path, *, iterations: int, budge
 
 
 def _num(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, int | float) else "n/a"
+    """Four decimals for scores (AUC 0.8845), thousands separators for errors in the target's units (RMSE)."""
+    if not isinstance(value, int | float):
+        return "n/a"
+    return f"{value:,.1f}" if abs(value) >= 1000 else f"{value:.4f}"
 
 
 def print_summary(result: SessionResult, console: Console) -> None:

@@ -487,6 +487,9 @@ def _loop(loop: _Loop, res: OodaResult) -> str:
     """Iterate until done; returns why the loop stopped."""
     if loop.config.iterations <= 0:
         return "no iterations asked for"
+    if not loop.base.key:
+        return ("the training table has no entity key column (like customer_id), so no new feature can be joined "
+                "to its rows: select an id column in the query and name it as the query's `key`")
     for i in range(1, loop.config.iterations + 1):
         try:
             it = _iterate(loop, i)

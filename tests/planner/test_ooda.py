@@ -110,6 +110,24 @@ def test_nothing_useful_nothing_accepted_and_hidden_table_never_named(ray_cluste
     assert res.roles["train"] == "train"  # the first model stays the final one
 
 
+def test_a_table_without_an_entity_key_stops_the_loop_with_a_reason(ray_cluster: Any, tmp_path: Any) -> None:
+    engine = Engine(policies_from_dict(POLICIES), threads=1)
+    engine.register("accounts", _world(useful=True)["accounts"])
+    artifacts, store = ArtifactStore(tmp_path / "artifacts"), RunStore(f"sqlite:///{tmp_path / 'runs.db'}")
+    table = Ref(step="query", field="table")
+    plan = Plan(goal="predict label", steps=[
+        Step(id="query", skill="query", inputs={"sql": "SELECT x1, x2, label FROM accounts"}),
+        Step(id="train", skill="train_xgboost", inputs={"table": table, "target": "label", "num_rounds": 10}),
+        Step(id="residuals", skill="residuals", inputs={"model": Ref(step="train", field="model"), "table": table}),
+    ])
+    first = run_plan(plan, ANALYST, engine=engine, artifacts=artifacts, store=store)
+    assert first.status == "succeeded", first.steps
+    res = improve(plan, first, engine=engine, principal=ANALYST, catalog=engine.catalog(ANALYST),
+                  artifacts=artifacts, store=store, iterations=2, config=LoopConfig(**vars(CONFIG)))
+    assert res.error is None and res.iterations == [] and "no entity key" in res.stopped
+    assert [s.id for s in res.plan.steps] == ["query", "train", "residuals"]  # nothing was added or run
+
+
 # ---------------------------------------------------------------------------------------------- pure parts
 
 
