@@ -67,7 +67,8 @@ def bar_chart(labels: Sequence[Any], values: Sequence[float], *, title: str = ""
     """Horizontal bars, largest at the top. `reference` draws a vertical line (e.g. lift = 1). `zoom` starts the
     axis near the smallest value instead of 0, for scores that differ in the third decimal."""
     n = len(labels)
-    ax = new_axes(6.0, max(1.8, 0.32 * n + 0.9))
+    longest = max((len(str(lb)) for lb in labels), default=0)
+    ax = new_axes(max(6.0, 3.4 + 0.07 * longest), max(1.8, 0.32 * n + 0.9))  # long labels keep room for the bars
     colors = [_WARN if (highlight and highlight[i]) else _ACCENT for i in range(n)]
     ax.barh(range(n), list(values), color=colors)
     ax.set_yticks(range(n), [text(lb) for lb in labels])

@@ -40,7 +40,7 @@ padding:0 1em}h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.2em;margin-to
 .card{border:1px solid #e2e8f0;border-radius:6px;padding:.6em 1em;min-width:9em}
 .card b{display:block;font-size:1.6em}table{border-collapse:collapse;margin:.6em 0;font-size:13px}
 th,td{border-bottom:1px solid #edf2f7;padding:.3em .7em;text-align:left;vertical-align:top}
-th{background:#f7fafc}td.num{text-align:right;font-variant-numeric:tabular-nums}.plots{display:flex;flex-wrap:wrap;
+th{background:#f7fafc}td.prose{min-width:22em}td.num{text-align:right;font-variant-numeric:tabular-nums}.plots{display:flex;flex-wrap:wrap;
 gap:1em}.plots svg{max-width:100%;height:auto}ul.drivers li{margin:.2em 0}.yes{color:#2f855a}.no{color:#c53030}
 </style></head>
 <body>
@@ -114,7 +114,10 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def _td(value: Any) -> str:
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-    return f'<td class="num">{fmt(value)}</td>' if numeric else f"<td>{fmt(value)}</td>"
+    if numeric:
+        return f'<td class="num">{fmt(value)}</td>'
+    prose = isinstance(value, str) and len(value) > 40  # a reason or a note: wide enough to read in a few lines
+    return f'<td class="prose">{fmt(value)}</td>' if prose else f"<td>{fmt(value)}</td>"
 
 
 def dict_table(records: Sequence[Mapping[str, Any]], order: Sequence[str] = ()) -> str:
@@ -253,9 +256,10 @@ def race_chart(rows: Sequence[Mapping[str, Any]]) -> str:
         return ""
     chart = plots.bar_chart([f"{r.get('iteration')}: {r.get('candidates')}" for r in scored],
                             [float(r["score"]) for r in scored], highlight=[bool(r.get("accepted")) for r in scored],
-                            title="Candidate feature groups raced (orange: accepted)", xlabel="validation score in "
-                            "the race (groups stopped early by ASHA show their last score)", zoom=True)
-    return figures(chart)
+                            title="Feature race (orange: accepted)", xlabel="validation score",
+                            zoom=True)
+    return figures(chart) + ("<p>Each bar is a candidate feature group's validation score in its iteration's race; "
+                             "groups that ASHA stopped early show their last score.</p>")
 
 
 def iterations_section(inp: ReportInput) -> str:

@@ -160,6 +160,6 @@ def test_ooda_candidates_are_drawn_with_the_accepted_one_highlighted(analysis):
     ctx = analysis["ctx"]
     doc = ctx.artifacts.get_bytes(report(ctx, ReportInput(title="t", iterations=rows)).uri).decode()
     svg = doc[doc.index("<svg"):doc.index("</svg>")]
-    assert "Candidate feature groups raced" in svg and doc.count("<svg") == 1 and "1: billing_amount_spread" in doc and "1: billing_amount_avg" in doc
+    assert "Feature race" in svg and doc.count("<svg") == 1 and "1: billing_amount_spread" in doc and "1: billing_amount_avg" in doc
     assert "2: ratios_tenure" not in svg  # no score, no bar
     assert svg.count("fill: #c05621") == 1 and svg.count("fill: #2b6cb0") == 1  # accepted orange, the other blue
