@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -67,16 +67,18 @@ class JobConfig:
     policies: str | None = None
     audit: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    module: str = "executor.jobs"  # the entrypoint module: this one, or one built on `main` (planner.jobs)
 
-    def entrypoint(self, run_id: str) -> str:
-        """The shell command Ray runs for `run_id` (paths are quoted; the store URL is not on it)."""
+    def entrypoint(self, run_id: str, extra: Sequence[str] = ()) -> str:
+        """The shell command Ray runs for `run_id`, with `extra` arguments for the entrypoint module (paths are
+        quoted; the store URL is not on it)."""
         import shlex
 
-        parts = ["python", "-m", "executor.jobs", "run", "--run-id", run_id, "--artifacts", self.artifacts]
+        parts = ["python", "-m", self.module, "run", "--run-id", run_id, "--artifacts", self.artifacts]
         for flag, value in (("--warehouse", self.warehouse), ("--policies", self.policies), ("--audit", self.audit)):
             if value is not None:
                 parts += [flag, value]
-        return " ".join(shlex.quote(p) for p in parts)
+        return " ".join(shlex.quote(p) for p in [*parts, *extra])
 
     def runtime_env(self) -> dict[str, Any]:
         """The job's runtime_env: the store URL and the extra variables, in its environment."""
@@ -124,15 +126,16 @@ class RayJobs:
                                               "that the Ray head is up") from None
             return self._client
 
-    def submit(self, run_id: str, config: JobConfig, *, retry_s: float = 60.0) -> str:
-        """Submit the job that runs `run_id`; returns its submission id. A head that is still starting ("no
-        available agent") is retried for up to `retry_s` seconds; the fixed submission id makes a retry safe."""
+    def submit(self, run_id: str, config: JobConfig, *, extra: Sequence[str] = (), retry_s: float = 60.0) -> str:
+        """Submit the job that runs `run_id` (`extra`: arguments for the entrypoint); returns its submission id. A
+        head that is still starting ("no available agent") is retried for up to `retry_s` seconds; the fixed
+        submission id makes a retry safe."""
         job_id = job_id_for(run_id)
         deadline, delay, tries = time.monotonic() + retry_s, 0.5, 0
         while True:
             tries += 1
             try:
-                self.client().submit_job(entrypoint=config.entrypoint(run_id), submission_id=job_id,
+                self.client().submit_job(entrypoint=config.entrypoint(run_id, extra), submission_id=job_id,
                                          runtime_env=config.runtime_env(), metadata={"agentml_run": run_id})
                 return job_id
             except ExecutionError:
@@ -198,8 +201,10 @@ def _reason(exc: BaseException) -> str:
 # ------------------------------------------------------------------------------------------------ the entrypoint
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m executor.jobs", description=__doc__.split("\n\n")[0])
+def job_parser(prog: str = "python -m executor.jobs", description: str | None = None) \
+        -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The entrypoint's argument parser and its `run` command's parser (for entrypoints that add arguments)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description or __doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run a run recorded in the run store (the Ray job's entrypoint)")
     run.add_argument("--run-id", required=True)
@@ -208,7 +213,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--policies", default=None, help="policies YAML; omitted = local single-user mode")
     run.add_argument("--audit", default=None, help="audit log file (JSON lines)")
     run.add_argument("--store-url", default=None, help=f"run store URL; default ${STORE_URL_ENV}")
-    return parser
+    return parser, run
 
 
 def _stop_on_sigterm(cancel: threading.Event) -> None:
@@ -220,9 +225,15 @@ def _stop_on_sigterm(cancel: threading.Event) -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+# After a run succeeded: (the run, its governed engine, its artifact store), e.g. the planner's OODA loop.
+AfterRun = Callable[[RunResult, Engine, ArtifactStore], None]
+
+
 def run_job(run_id: str, store: RunStore, *, warehouse: str, artifacts: str, policies: str | None = None,
-            audit: str | None = None, cancel: threading.Event | None = None) -> RunResult:
-    """Run the stored run `run_id` in this process, as its recorded principal, writing everything to `store`."""
+            audit: str | None = None, cancel: threading.Event | None = None, after: AfterRun | None = None) \
+        -> RunResult:
+    """Run the stored run `run_id` in this process, as its recorded principal, writing everything to `store`;
+    then `after` when it succeeded and nobody cancelled it."""
     record = store.get_run(run_id)
     roles = list(record.principal.get("roles") or [LOCAL_ROLE])
     try:
@@ -232,14 +243,21 @@ def run_job(run_id: str, store: RunStore, *, warehouse: str, artifacts: str, pol
         store.finish_run(run_id, "failed", error=f"the job could not open the warehouse: {message}",
                          hint=getattr(exc, "hint", None) or "check the warehouse and policy paths on the cluster")
         raise
-    return run_stored(run_id, store, engine=engine, artifacts=ArtifactStore(artifacts), cancel=cancel)
+    artifact_store = ArtifactStore(artifacts)
+    result = run_stored(run_id, store, engine=engine, artifacts=artifact_store, cancel=cancel)
+    if after is not None and result.status == "succeeded" and not (cancel and cancel.is_set()):
+        after(result, engine, artifact_store)
+    return result
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entrypoint: 0 when the run succeeded, 1 when it failed or was cancelled, 2 for bad arguments."""
+def main(argv: Sequence[str] | None = None, *, parser: argparse.ArgumentParser | None = None,
+         after: Callable[[argparse.Namespace, RunStore], AfterRun | None] | None = None) -> int:
+    """Entrypoint: 0 when the run succeeded, 1 when it failed or was cancelled, 2 for bad arguments. `parser` and
+    `after` (from the parsed arguments and the store, what to do after a succeeded run) let another entrypoint
+    build on this one."""
     import os
 
-    args = _parser().parse_args(argv)
+    args = (parser or job_parser()[0]).parse_args(argv)
     url = args.store_url or os.environ.get(STORE_URL_ENV)
     if not url:
         print(f"error: no run store: set {STORE_URL_ENV} or pass --store-url", file=sys.stderr)
@@ -250,7 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     store = RunStore(url)
     try:
         result = run_job(args.run_id, store, warehouse=args.warehouse, artifacts=args.artifacts,
-                         policies=args.policies, audit=args.audit, cancel=cancel)
+                         policies=args.policies, audit=args.audit, cancel=cancel,
+                         after=after(args, store) if after is not None else None)
     except ExecutionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

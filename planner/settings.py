@@ -29,3 +29,4 @@ class Settings(BaseSettings):
     artifacts: str = Field(default="agentml-artifacts", description="artifact store root: folder or s3://, gs://")
     llm_model: str | None = Field(default=None, description="litellm model name; unset = rule-based planner only")
     tokens_file: Path | None = Field(default=None, description="API bearer tokens -> principals (YAML)")
+    max_concurrent_runs: int = Field(default=2, ge=1, description="runs the API executes at once in its process")

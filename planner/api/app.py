@@ -28,14 +28,13 @@ TAGS = [
 ]
 
 
-def create_app(settings: Settings | None = None, *, registry: Registry | None = None,
-               max_concurrent_runs: int = 2) -> FastAPI:
+def create_app(settings: Settings | None = None, *, registry: Registry | None = None) -> FastAPI:
     """The API and dashboard for `settings` (default: `Settings()` from AGENTML_* variables).
 
-    `registry` replaces the default skill registry (skill packs are already in it); `max_concurrent_runs` bounds the
-    in-process runner. Services start with the app (lifespan) and stop with it.
+    `registry` replaces the default skill registry (skill packs are already in it). Services start with the app
+    (lifespan) and stop with it.
     """
-    services = Services(settings or Settings(), registry=registry, max_concurrent_runs=max_concurrent_runs)
+    services = Services(settings or Settings(), registry=registry)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -25,6 +25,7 @@ from executor import ExecutionError, RunResult, RunStatus, RunStore, run_plan
 from executor.jobs import JobConfig, JobInfo, RayJobs, job_id_for
 from governance import Principal
 from planner.api.errors import ApiError
+from planner.jobs import improve_run
 from skills.plan import Plan
 
 if TYPE_CHECKING:
@@ -90,6 +91,8 @@ class _Active:
     cancel: threading.Event = field(default_factory=threading.Event)
     seen_seq: int = 0
     by_user: bool = False
+    started: bool = False  # holds a run slot; until then a cancel ends the run at once
+    dropped: bool = False  # cancelled while waiting for a slot: nothing left to run
 
 
 class LocalRunner:
@@ -130,8 +133,10 @@ class LocalRunner:
         active = self._active[run_id]
         try:
             with self._slots:
-                if self._stop.is_set():
-                    return  # closing: close() marks the still-queued run interrupted
+                with self._lock:
+                    active.started = not active.dropped
+                if self._stop.is_set() or active.dropped:
+                    return  # closing (close() marks the still-queued run interrupted), or cancelled while queued
                 self._execute(run_id, active.cancel, iterations)
         except Exception as exc:  # whatever happened, the run must not stay queued or running
             log.exception("run %s failed outside its steps", run_id)
@@ -165,9 +170,15 @@ class LocalRunner:
         request_cancel(self.store, run, by)
         with self._lock:
             active = self._active.get(run.id)
+            queued = active is not None and not active.started
+            if queued:
+                active.dropped = True
         if active is not None:
             active.by_user = True
             active.cancel.set()
+            if queued:  # it never got a slot: end it now rather than when a slot frees up
+                settle(self.store, self.store.get_run(run.id), "cancelled", f"cancelled by {by} before it started",
+                       "start the run again")
         elif self.store.mark_interrupted(reason="the API process running it stopped"):
             log.info("run %s had no live process", run.id)
 
@@ -217,29 +228,6 @@ class LocalRunner:
             self.store.mark_interrupted([run_id], reason=reason)
 
 
-def improve_run(store: RunStore, result: RunResult, plan: Plan, principal: Principal, engine: Engine,
-                artifacts: ArtifactStore, registry: Registry, iterations: int) -> None:
-    """The OODA loop on a succeeded run; its iterations are kept in the run's result under "ooda"."""
-    from planner.ooda import OodaError, improve
-
-    base = dict(result.result)
-    store.update_run(result.id, result={**base, "ooda": {"status": "running", "iterations": []}})
-    store.append_event(result.id, "ooda", message=f"improving: up to {iterations} iteration(s)",
-                       data={"status": "running"})
-    try:
-        res = improve(plan, result, engine=engine, principal=principal, catalog=engine.catalog(principal),
-                      artifacts=artifacts, iterations=iterations, store=store, registry=registry)
-    except OodaError as exc:
-        summary: dict[str, Any] = {"status": "failed", "error": exc.message, "hint": exc.hint, "iterations": []}
-    else:
-        summary = {"status": "done", "stopped": res.stopped, "error": res.error,
-                   "accepted_features": res.accepted_features,
-                   "iterations": [it.model_dump(mode="json") for it in res.iterations]}
-    store.update_run(result.id, result={**base, "ooda": summary})
-    store.append_event(result.id, "ooda", message=summary.get("stopped") or summary.get("error") or "done",
-                       data={"status": summary["status"], "iterations": len(summary["iterations"])})
-
-
 # ------------------------------------------------------------------------------------------------ as Ray jobs
 
 
@@ -262,13 +250,10 @@ class RayJobRunner:
         threading.Thread(target=self._track, name="agentml-job-tracker", daemon=True).start()
 
     def submit(self, run_id: str, *, iterations: int = 0) -> None:
-        if iterations:
-            raise ApiError(422, "unsupported", "the OODA loop runs only in the in-process runner",
-                           hint="leave `iterations` at 0 when the API submits Ray jobs")
         job_id = job_id_for(run_id)
         self.store.update_run(run_id, job_id=job_id)  # before submitting: a crash in between leaves a trace
         try:
-            self.jobs.submit(run_id, self.config)
+            self.jobs.submit(run_id, self.config, extra=["--iterations", str(iterations)] if iterations else [])
         except ExecutionError as exc:
             log.warning("submitting run %s failed: %s", run_id, exc)
             settle(self.store, self.store.get_run(run_id), "failed", exc.message, exc.hint or "")

@@ -41,7 +41,8 @@ def job_config(settings: Settings, store_url: str) -> JobConfig:
 
     artifacts = settings.artifacts if "://" in settings.artifacts else str(Path(settings.artifacts).resolve())
     return JobConfig(store_url=store_url, warehouse=absolute(settings.warehouse), artifacts=artifacts,
-                     policies=absolute(settings.policies), audit=absolute(audit_path(settings)))
+                     policies=absolute(settings.policies), audit=absolute(audit_path(settings)),
+                     module="planner.jobs")  # the run, then the OODA loop when a request asks for iterations
 
 
 def is_job_address(address: str | None) -> bool:
@@ -52,7 +53,7 @@ def is_job_address(address: str | None) -> bool:
 class Services:
     """The API's long-lived parts. `engine` waits for the warehouse to load (503 when it cannot)."""
 
-    def __init__(self, settings: Settings, *, registry: Registry | None = None, max_concurrent_runs: int = 2) -> None:
+    def __init__(self, settings: Settings, *, registry: Registry | None = None) -> None:
         self.settings = settings
         self.tokens = TokenTable.load(settings.tokens_file)
         self.store = RunStore(settings.run_store_url)
@@ -64,13 +65,13 @@ class Services:
         self._loaded = threading.Event()
         address = settings.ray_address
         self.jobs = RayJobs(address) if address is not None and is_job_address(address) else None
-        self.runner: Runner = self._runner(max_concurrent_runs)
+        self.runner: Runner = self._runner()
 
-    def _runner(self, max_concurrent_runs: int) -> Runner:
+    def _runner(self) -> Runner:
         if self.jobs is not None:
             return RayJobRunner(self.store, self.jobs, job_config(self.settings, self.store.url))
         return LocalRunner(self.store, self.get_engine, self.artifacts, self.registry,
-                           max_concurrent=max_concurrent_runs, ray_address=self.settings.ray_address)
+                           max_concurrent=self.settings.max_concurrent_runs, ray_address=self.settings.ray_address)
 
     # ---- lifecycle ----------------------------------------------------------------------------------------------
     def start(self) -> None:

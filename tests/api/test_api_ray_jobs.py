@@ -148,3 +148,24 @@ def _wait(server: Server, run_id: str) -> dict[str, Any]:
 
     wait_for(done, 240, f"run {run_id} never ended", every=1)
     return found
+
+
+def test_the_ooda_loop_runs_inside_the_job(ray_head: RayHead, server_env: Callable[..., dict[str, str]],
+                                           servers: Callable[[dict[str, str]], Server], tmp_path: Path) -> None:
+    env = server_env(f"sqlite:///{tmp_path / 'runs.db'}", AGENTML_RAY_ADDRESS=ray_head.address, **ray_head.env)
+    server = servers(env)
+    try:
+        response = server.post("/v1/runs", json={"prompt": "Build a churn model and tell me why users are leaving",
+                                                 "budget": {"max_trials": 2}, "iterations": 1})
+        assert response.status_code == 202, response.text
+        run = _wait(server, run_id := str(response.json()["id"]))
+        assert run["status"] == "succeeded" and run["job"]["id"] == f"agentml-{run_id}", run
+        wait_for(lambda: (server.get(f"/v1/runs/{run_id}").json()["result"] or {}).get("ooda", {}).get("status")
+                 not in (None, "running"), 240, "the OODA loop never finished in the job")
+        ooda = server.get(f"/v1/runs/{run_id}").json()["result"]["ooda"]
+        assert ooda["status"] == "done" and ooda["error"] is None, ooda
+        assert len(ooda["iterations"]) == 1 and ooda["iterations"][0]["candidates"], ooda
+        events = server.get(f"/v1/runs/{run_id}/events", params={"stream": "false"}).json()["events"]
+        assert [e["data"]["status"] for e in events if e["kind"] == "ooda"] == ["running", "done"]
+    finally:
+        server.stop()

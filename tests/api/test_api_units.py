@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,8 @@ def test_job_entrypoint_keeps_secrets_off_the_command_line() -> None:
     assert line.startswith("python -m executor.jobs run --run-id abc123")
     assert "'/data/my warehouse'" in line and "pw" not in line and "--policies" not in line
     assert config.runtime_env()["env_vars"]["AGENTML_RUN_STORE_URL"] == "postgresql://u:pw@db/agentml"
+    ooda = replace(config, module="planner.jobs").entrypoint("abc123", ["--iterations", "2"])
+    assert ooda.startswith("python -m planner.jobs run --run-id abc123") and ooda.endswith("--iterations 2")
 
 
 def test_job_entrypoint_needs_a_store(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

@@ -42,9 +42,6 @@ REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; fram
 def create_run(body: RunRequest, user: UserDep, services: ServicesDep) -> RunCreated:
     """Validate the plan (or plan the prompt), record the run as queued and start it; returns at once.
     The run runs as the caller's principal, whatever the plan or the prompt says."""
-    if body.iterations and services.runner.name != "local":
-        raise ApiError(422, "unsupported", "the OODA loop runs only in the in-process runner",
-                       hint="leave `iterations` at 0 when the API submits Ray jobs")
     if body.plan is not None:
         plan = check_plan(services, user, body.plan, body.budget)
     else:
