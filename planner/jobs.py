@@ -7,6 +7,7 @@ job, writing to the same run store, so a loop started through the API runs on th
 """
 from __future__ import annotations
 
+import logging
 import sys
 from argparse import Namespace
 from collections.abc import Sequence
@@ -16,6 +17,8 @@ from executor.jobs import AfterRun, job_parser
 from executor.jobs import main as run_main
 from governance import Principal
 from skills.plan import Plan
+
+log = logging.getLogger("agentml.ooda")
 
 if TYPE_CHECKING:
     from executor import RunResult, RunStore
@@ -38,6 +41,10 @@ def improve_run(store: RunStore, result: RunResult, plan: Plan, principal: Princ
                       artifacts=artifacts, iterations=iterations, store=store, registry=registry)
     except OodaError as exc:
         summary: dict[str, Any] = {"status": "failed", "error": exc.message, "hint": exc.hint, "iterations": []}
+    except Exception as exc:  # noqa: BLE001 - the run succeeded: its record must not say "improving" forever
+        log.exception("the OODA loop of run %s failed", result.id)
+        summary = {"status": "failed", "error": f"the OODA loop failed unexpectedly ({type(exc).__name__})",
+                   "hint": "the run's own results are complete; see the server or job log", "iterations": []}
     else:
         summary = {"status": "done", "stopped": res.stopped, "error": res.error,
                    "accepted_features": res.accepted_features,

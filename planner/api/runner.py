@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol, get_args
+from typing import TYPE_CHECKING, Protocol, get_args
 
 from executor import ExecutionError, RunResult, RunStatus, RunStore, run_plan
 from executor.jobs import JobConfig, JobInfo, RayJobs, job_id_for
