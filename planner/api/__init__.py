@@ -25,7 +25,9 @@ def serve(host: str, port: int, settings: Settings | None = None) -> None:
     token = app.state.services.tokens.default_token
     shown = "localhost" if host in ("0.0.0.0", "::") else host
     if token is not None:
-        print(f"agentml: no tokens file (AGENTML_TOKENS_FILE): this process's admin token is\n    {token}\n"
+        roles = ", ".join(app.state.services.tokens.authenticate(token).principal.roles)
+        print(f"agentml: no tokens file (AGENTML_TOKENS_FILE): this process's admin token (roles: {roles}) is\n"
+              f"    {token}\n"
               f"agentml: dashboard at http://{shown}:{port}/ (log in with the token)", flush=True)
     else:
         print(f"agentml: dashboard at http://{shown}:{port}/", flush=True)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,11 +108,13 @@ class TokenTable:
         self.default_token = default_token
 
     @classmethod
-    def load(cls, path: Path | None) -> TokenTable:
-        """The tokens of `path`; without a file, one random admin token for the local user (`default_token`)."""
+    def load(cls, path: Path | None, *, local_roles: Sequence[str] = ()) -> TokenTable:
+        """The tokens of `path`; without a file, one random admin token for the local user (`default_token`),
+        acting in `local_roles` too (with a policy file: every role it names, so the operator sees what they
+        govern)."""
         if path is None:
             token, digest = new_token()
-            entry = TokenEntry(sha256=digest, user=LOCAL_USER, roles=[LOCAL_USER], admin=True)
+            entry = TokenEntry(sha256=digest, user=LOCAL_USER, roles=sorted({LOCAL_USER, *local_roles}), admin=True)
             return cls([entry], default_token=token)
         return cls(_read(path).tokens)
 

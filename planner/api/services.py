@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from executor import RunStore
 from executor.jobs import JobConfig, RayJobs, open_engine
+from governance import GovernanceError, load_policies
 from planner.api.auth import TokenTable
 from planner.api.errors import ApiError
 from planner.api.runner import LocalRunner, RayJobRunner, Runner
@@ -45,6 +46,17 @@ def job_config(settings: Settings, store_url: str) -> JobConfig:
                      module="planner.jobs")  # the run, then the OODA loop when a request asks for iterations
 
 
+def policy_roles(path: Path | None) -> list[str]:
+    """Every role a policy file names (none without one, or when it cannot be read: readyz reports that)."""
+    if path is None:
+        return []
+    try:
+        policies = load_policies(path)
+    except GovernanceError:
+        return []
+    return sorted({*(policies.roles or []), *(r for t in policies.tables.values() for r in t.allow)})
+
+
 def is_job_address(address: str | None) -> bool:
     """A dashboard address (http://host:8265) means: submit every run as a Ray job."""
     return bool(address) and address.startswith(("http://", "https://"))  # type: ignore[union-attr]
@@ -55,7 +67,7 @@ class Services:
 
     def __init__(self, settings: Settings, *, registry: Registry | None = None) -> None:
         self.settings = settings
-        self.tokens = TokenTable.load(settings.tokens_file)
+        self.tokens = TokenTable.load(settings.tokens_file, local_roles=policy_roles(settings.policies))
         self.store = RunStore(settings.run_store_url)
         self.registry = registry if registry is not None else default_registry()
         self.artifacts = ArtifactStore(settings.artifacts)

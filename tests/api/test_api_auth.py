@@ -114,6 +114,22 @@ def test_without_a_tokens_file_one_random_admin_token() -> None:
         table.authenticate("guess")
 
 
+def test_the_local_admin_token_acts_in_every_role_of_the_policy_file(settings_for) -> None:
+    # `agentml serve` with policies but no tokens file: the operator's token must see what the policies govern
+    from fastapi.testclient import TestClient
+
+    from planner.api import create_app
+
+    app = create_app(settings_for("sqlite://", tokens_file=None))
+    with TestClient(app) as client:
+        token = app.state.services.tokens.default_token
+        Api(client).ready()
+        me = client.get("/v1/me", headers={"Authorization": f"Bearer {token}"}).json()
+        assert {"analyst", "admin"} <= set(me["roles"]) and me["admin"]
+        tables = client.get("/v1/catalog", headers={"Authorization": f"Bearer {token}"}).json()["tables"]
+        assert {"customers", "billing"} <= set(tables) and "name" in tables["customers"]  # admin: unmasked, all
+
+
 def test_a_request_may_lower_its_budget_never_raise_it(tmp_path: Path) -> None:
     path = tmp_path / "tokens.yaml"
     path.write_text(yaml.safe_dump({"tokens": [{"sha256": hash_token("t" * 20), "user": "cy",
