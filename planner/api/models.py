@@ -49,7 +49,7 @@ class RunRequest(_In):
     target: str | None = Field(default=None, min_length=1, max_length=200, pattern=TEXT)
     budget: Budget | None = None
     planner: PlannerName = "auto"
-    iterations: int = Field(default=0, ge=0, le=5, description="OODA iterations after the run (in-process runner)")
+    iterations: int = Field(default=0, ge=0, le=5, description="OODA iterations after the run")
 
     @model_validator(mode="after")
     def _one_source(self) -> RunRequest:
