@@ -185,8 +185,8 @@ def test_crd_check_catches_a_misspelled_field(raycluster_validator: jsonschema.D
 def test_each_value_set_renders_what_it_asks_for(chart: helm_python.Chart) -> None:
     kinds = {name: sorted(doc["kind"] for doc in manifests(render_files(chart, v))) for name, v in VALUE_SETS.items()}
     assert kinds["defaults"] == sorted(
-        ["ConfigMap", "Deployment", "PersistentVolumeClaim", "PersistentVolumeClaim", "RayCluster", "Service",
-         "ServiceAccount"]
+        ["ConfigMap", "Deployment", "NetworkPolicy", "NetworkPolicy", "PersistentVolumeClaim",
+         "PersistentVolumeClaim", "RayCluster", "Service", "ServiceAccount"]
     )
     assert "Ingress" in kinds["ingress_on"] and "Ingress" not in kinds["defaults"]
     assert "PersistentVolumeClaim" not in kinds["external_postgresql"]  # object store + PostgreSQL: no volumes
@@ -454,3 +454,30 @@ def test_image_runs_as_the_uid_the_chart_expects(chart: helm_python.Chart) -> No
     assert re.search(r"^FROM python:\$\{PYTHON_VERSION\}-slim AS cpu-base$", text, re.MULTILINE)
     assert re.search(r"^ARG CUDA_IMAGE=nvidia/cuda:\S+-runtime-\S+$", text, re.MULTILINE)
     assert "wget" in text  # KubeRay's default probes call wget inside the Ray containers
+
+
+def test_network_policies_fence_the_ray_pods_and_the_api(chart: helm_python.Chart, defaults: list) -> None:
+    policies = {doc["metadata"]["name"]: doc["spec"] for doc in defaults if doc["kind"] == "NetworkPolicy"}
+    ray, api = policies["agentml-ray"], policies["agentml-api"]
+    release = {"app.kubernetes.io/name": "agentml", "app.kubernetes.io/instance": RELEASE}
+    # the Ray pods (every group) are selected, and only this release's pods may reach them
+    assert ray["podSelector"]["matchLabels"] == release
+    assert ray["podSelector"]["matchExpressions"] == [
+        {"key": "app.kubernetes.io/component", "operator": "In", "values": ["ray-head", "ray-worker"]}]
+    assert ray["ingress"] == [{"from": [{"podSelector": {"matchLabels": release}}]}]
+    cluster = only(defaults, "RayCluster")["spec"]
+    for group in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]:  # every Ray pod is fenced
+        pod = group["template"]["metadata"]["labels"]
+        assert release.items() <= pod.items() and pod["app.kubernetes.io/component"] in ("ray-head", "ray-worker")
+    api_pod = only(defaults, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert release.items() <= api_pod.items()  # so the API may submit jobs to the head
+    # the API: its HTTP port, from anywhere unless narrowed
+    assert api["podSelector"]["matchLabels"] == {**release, "app.kubernetes.io/component": "api"}
+    assert api["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}]}]
+    narrowed = manifests(render_files(chart, {"networkPolicy": {
+        "apiFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}]}}))
+    api = next(d for d in narrowed if d["metadata"]["name"] == "agentml-api")["spec"]
+    assert api["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "ingress-nginx"}
+    off = manifests(render_files(chart, {"networkPolicy": {"enabled": False}}))
+    assert not [d for d in off if d["kind"] == "NetworkPolicy"]
