@@ -119,18 +119,26 @@ def _holds_artifact(annotation: Any) -> bool:
     return any(_holds_artifact(arg) for arg in typing.get_args(annotation))
 
 
+def _only_refs(value: Any) -> bool:
+    """A ref, or a list/dict of refs (None too: an optional artifact left out)."""
+    if value is None or as_ref(value) is not None:
+        return True
+    if isinstance(value, list):
+        return all(_only_refs(v) for v in value)
+    return isinstance(value, dict) and bool(value) and all(_only_refs(v) for v in value.values()) \
+        and not {"uri"} & set(value)
+
+
 def _check_artifact_literals(step: Step, spec: SkillSpec) -> Iterator[PlanProblem]:
     """Tables and models enter a plan only as refs to its own steps' outputs: a literal one could name any file
     (the warehouse itself, another user's run) and so read data around governance."""
-    refs = set(step.refs())
     for name, info in spec.input_model.model_fields.items():
-        if name in step.inputs and name not in refs and _holds_artifact(info.annotation):
+        if name in step.inputs and not _only_refs(step.inputs[name]) and _holds_artifact(info.annotation):
             yield PlanProblem(step=step.id, field=name, kind="access",
                               message=f"{name} is a literal {_type_name(info.annotation)}: tables and models can only "
                                       "come from earlier steps of this plan, so that every row is read through "
                                       "governance",
                               hint=f'make {name} a ref to a step output, e.g. {{"$ref": "query.table"}}')
-
 
 
 def _type_name(annotation: Any) -> str:

@@ -262,6 +262,13 @@ def standin_registry(with_score: bool = False) -> Registry:
 
 
 @pytest.fixture(scope="session")
+def new_standin_registry() -> Any:
+    """`standin_registry` itself, for tests that change a registry of their own (importing it from `conftest`
+    would depend on which conftest module Python already holds)."""
+    return standin_registry
+
+
+@pytest.fixture(scope="session")
 def registry() -> Registry:
     return standin_registry()
 

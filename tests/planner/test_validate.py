@@ -235,10 +235,8 @@ def test_budget_over_quota(budget: Budget, message: str, plan: dict[str, Any], r
     assert (p.kind, p.message) == ("budget", message)
 
 
-def test_budget_counts_skills_without_a_cost_function(registry: Any, catalog: Any) -> None:
-    from conftest import standin_registry
-
-    plain = standin_registry()
+def test_budget_counts_skills_without_a_cost_function(new_standin_registry: Any, catalog: Any) -> None:
+    plain = new_standin_registry()
     plain._skills["tune"] = plain.get("tune").__class__(**{**plain.get("tune").__dict__, "cost": None})
     plan = {"steps": [{"id": "q", "skill": "query", "inputs": {"sql": "SELECT * FROM customers"}},
                       {"id": "t", "skill": "tune", "inputs": {"table": {"$ref": "q.table"}, "target": "churn",
