@@ -184,8 +184,7 @@ class Engine:
         policies, schema = self.policies, self._schema
         key = (principal.model_dump_json(), sql)
         with self._lock:
-            if self._rewrites_for is None or self._rewrites_for[0] is not policies \
-                    or self._rewrites_for[1] is not schema:
+            if not self._remembers_for(policies, schema):
                 self._rewrites.clear()
                 self._rewrites_for = (policies, schema)  # held, so their ids cannot be reused while cached
             cached = self._rewrites.get(key)
@@ -194,12 +193,16 @@ class Engine:
                 return cached
         rewritten = enforce(sql, principal, policies, schema, "duckdb", catalog=CATALOG, db=DB)
         with self._lock:
-            if self._rewrites_for is not None and self._rewrites_for[0] is policies \
-                    and self._rewrites_for[1] is schema:
+            if self._remembers_for(policies, schema):  # not if a table or the policies changed meanwhile
                 self._rewrites[key] = rewritten
                 if len(self._rewrites) > REWRITE_CACHE_SIZE:
                     self._rewrites.popitem(last=False)
         return rewritten
+
+    def _remembers_for(self, policies: Policies, schema: dict[str, dict[str, str]]) -> bool:
+        """Whether the remembered rewrites were made with these very policies and tables."""
+        return self._rewrites_for is not None and self._rewrites_for[0] is policies \
+            and self._rewrites_for[1] is schema
 
     def query(self, sql: str, principal: Principal) -> pa.Table:
         """Run `sql` as `principal` and return the rows they may see. Every call is audited."""

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 
 import pytest
 
@@ -21,6 +24,26 @@ def postgres_url() -> str:
     if os.environ.get("AGENTML_REQUIRE_POSTGRES"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def new_pg_database(postgres_url: str) -> Callable[[str], AbstractContextManager[str]]:
+    """`with new_pg_database("prefix") as url:` a fresh database on the PostgreSQL server, dropped afterwards."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    @contextmanager
+    def create(prefix: str) -> Iterator[str]:
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+        finally:
+            with psycopg.connect(postgres_url, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return create
 
 
 @pytest.fixture(scope="session")

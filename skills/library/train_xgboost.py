@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from skills.library.boosting import Compute, Event, FitResult, Prepared
 
 
-class TrainInput(BaseModel):
-    """What to learn (target, task), from which columns, for how many rounds."""
+class LearningData(BaseModel):
+    """What to learn (target, task) from which table and columns: shared by train_xgboost and tune."""
 
     model_config = ConfigDict(extra="forbid")
     table: TableArtifact
@@ -32,6 +32,11 @@ class TrainInput(BaseModel):
     task: Task | None = Field(None, description="inferred from the target when omitted")
     features: list[str] | None = Field(None, description="default: every usable column but the target")
     exclude: list[str] = Field(default_factory=list, description="columns never used as features (keys, times)")
+
+
+class TrainInput(LearningData):
+    """What to learn (target, task), from which columns, for how many rounds."""
+
     params: dict[str, Any] = Field(default_factory=dict, description="xgboost parameters over the defaults")
     num_rounds: int = Field(200, ge=1, le=100_000)
     early_stopping_rounds: int = Field(20, ge=0, description="0 disables early stopping")

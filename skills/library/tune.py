@@ -23,9 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from skills.context import SkillContext
 from skills.errors import SkillError
-from skills.library.train_xgboost import fit_model, load_prepared
+from skills.library.train_xgboost import LearningData, fit_model, load_prepared
 from skills.registry import skill
-from skills.types import ModelArtifact, TableArtifact, Task
+from skills.types import ModelArtifact
 
 if TYPE_CHECKING:
     from skills.frame import Frame
@@ -36,15 +36,9 @@ Scheduler = Literal["asha", "fifo"]
 REDUCTION_FACTOR = 3
 
 
-class TuneInput(BaseModel):
+class TuneInput(LearningData):
     """What to tune (as for train_xgboost) and the search budget."""
 
-    model_config = ConfigDict(extra="forbid")
-    table: TableArtifact
-    target: str
-    task: Task | None = None
-    features: list[str] | None = None
-    exclude: list[str] = Field(default_factory=list)
     num_trials: int = Field(12, ge=1, le=1000)
     max_rounds: int = Field(200, ge=2, le=100_000, description="boosting rounds per trial at most")
     search: Search = Field("optuna", description="optuna (TPE), hyperopt (TPE) or random")

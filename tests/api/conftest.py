@@ -2,17 +2,15 @@
 SQLite file and on a fresh PostgreSQL database, and an `Api` helper around a live app (TestClient, real lifespan)."""
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import yaml
 from api_support import TOKENS, USERS, Api, Server
 from fastapi.testclient import TestClient
-from sqlalchemy.engine import make_url
 
 from planner.api import create_app
 from planner.api.auth import hash_token
@@ -36,14 +34,10 @@ def tokens_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def pg_url(postgres_url: str) -> Iterator[str]:
+def pg_url(new_pg_database: Callable[[str], AbstractContextManager[str]]) -> Iterator[str]:
     """A fresh PostgreSQL database for one test, dropped afterwards."""
-    name = f"agentml_api_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with new_pg_database("agentml_api") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

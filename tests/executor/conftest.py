@@ -2,15 +2,13 @@
 a fresh PostgreSQL database per test session."""
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import exec_skills
-import psycopg
 import pyarrow as pa
 import pytest
-from sqlalchemy.engine import make_url
 
 from executor import RunStore
 from governance import Engine, Policies, Principal
@@ -62,14 +60,10 @@ def admin() -> Principal:
 
 
 @pytest.fixture(scope="session")
-def pg_store_url(postgres_url: str) -> Iterator[str]:
+def pg_store_url(new_pg_database: Callable[[str], AbstractContextManager[str]]) -> Iterator[str]:
     """A fresh PostgreSQL database for this test session, dropped afterwards."""
-    name = f"agentml_exec_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with new_pg_database("agentml_exec") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -94,15 +94,23 @@ def _visible(services: Services, user: ApiUser, run_id: str) -> RunResult:
     return run
 
 
-@router.get("/runs/{run_id}", response_class=HTMLResponse)
-def run_page(request: Request, run_id: RunId, services: ServicesDep) -> Response:
+def _run_for_page(request: Request, services: Services, run_id: str) -> tuple[ApiUser, RunResult] | Response:
+    """The logged-in user and the run they may see, or the page to show instead (login, 404, 403)."""
     user = _user(request, services)
     if user is None:
         return _login(request)
     try:
-        run = _visible(services, user, run_id)
+        return user, _visible(services, user, run_id)
     except ApiError as exc:
         return _error(request, user, exc)
+
+
+@router.get("/runs/{run_id}", response_class=HTMLResponse)
+def run_page(request: Request, run_id: RunId, services: ServicesDep) -> Response:
+    found = _run_for_page(request, services, run_id)
+    if isinstance(found, Response):
+        return found
+    user, run = found
     view = detail(run, services.runner.job(run))
     statuses = {s.id: s.status for s in view.steps}
     return _render(request, "run.html", user=user, run=view, dag=dag_svg(view.plan, statuses),
@@ -113,14 +121,10 @@ def run_page(request: Request, run_id: RunId, services: ServicesDep) -> Response
 @router.get("/runs/{run_id}/panels", response_class=HTMLResponse)
 def run_panels(request: Request, run_id: RunId, services: ServicesDep) -> Response:
     """The charts and tables of a run, for the page's script to swap in as steps finish."""
-    user = _user(request, services)
-    if user is None:
-        return _login(request)
-    try:
-        run = _visible(services, user, run_id)
-    except ApiError as exc:
-        return _error(request, user, exc)
-    return _render(request, "panels.html", panels=panels(run))
+    found = _run_for_page(request, services, run_id)
+    if isinstance(found, Response):
+        return found
+    return _render(request, "panels.html", panels=panels(found[1]))
 
 
 @router.get("/audit", response_class=HTMLResponse)
