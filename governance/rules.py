@@ -62,10 +62,12 @@ def normalize_names(expression: exp.Expr, *, policies: Policies, principal: Prin
     for node in expression.find_all(exp.Table, exp.TableAlias, exp.Column):
         keys = ("this", "db", "catalog") if isinstance(node, exp.Table) else (
             ("this",) if isinstance(node, exp.TableAlias) else ("table", "db", "catalog"))
+        # Table names (and CTE names, which table references resolve to) follow the dialect's table rules.
+        names_table = isinstance(node, exp.Table) or isinstance(node.parent, exp.CTE)
         for key in keys:
             ident = node.args.get(key)
             if isinstance(ident, exp.Identifier):
-                ident.set("this", schema.norm(ident))
+                ident.set("this", schema.norm(ident, table=names_table))
     return expression
 
 
@@ -111,24 +113,87 @@ def _scopes(expression: exp.Expr) -> list[Scope]:
         raise _deny(f"cannot resolve the query's scopes: {err}", "syntax", "Check table aliases and CTEs.") from None
 
 
-def _base_tables(scopes: list[Scope], expression: exp.Expr) -> Iterator[tuple[exp.Table, Scope]]:
-    """Every reference to a catalog table (not a CTE), with its scope. Fails closed on any table it cannot place."""
-    seen: set[int] = set()
-    for scope in scopes:
-        for table in scope.tables:
-            seen.add(id(table))
-            qualified = table.args.get("db") is not None or table.args.get("catalog") is not None
-            if qualified or not isinstance(scope.sources.get(table.alias_or_name), Scope):  # `main.x` is no CTE
-                yield table, scope
-    stray = [t for t in expression.find_all(exp.Table) if id(t) not in seen]
-    if stray:
-        raise _deny("a table reference is in an unsupported position", "statement",
-                    "Reference tables in FROM and JOIN clauses only.")
+def _source_nodes(select: exp.Select) -> Iterator[exp.Expr]:
+    """The sources one SELECT reads: its FROM item and every JOIN's (of every kind), laterals, and the joins
+    nested in a parenthesized join."""
+    pending: list[exp.Expr] = []
+    from_ = select.args.get("from_")
+    if from_ is not None:
+        pending.append(from_.this)
+    pending += [join.this for join in select.args.get("joins") or []]
+    pending += list(select.args.get("laterals") or [])
+    while pending:
+        source = pending.pop(0)
+        yield source
+        pending += [join.this for join in source.args.get("joins") or []]
+
+
+def reject_duplicate_sources(expression: exp.Expr, *, policies: Policies, principal: Principal,
+                             schema: GovernedSchema) -> exp.Expr:
+    """Every source of a scope has its own name, and every CTE of a WITH too.
+
+    Resolution by name is only sound when names are unique: `FROM customers AS x, (SELECT 1) AS x` would otherwise
+    let one source stand in for the other. Names are compared without case (fail closed in every dialect); an
+    unnamed derived table counts as the name ''.
+    """
+    for select in expression.find_all(exp.Select):
+        _unique([source.alias_or_name for source in _source_nodes(select)], "source",
+                "Give each table, subquery and CTE in one FROM its own alias.")
+    for with_ in expression.find_all(exp.With):
+        _unique([cte.alias for cte in with_.expressions], "CTE", "Give each CTE of a WITH its own name.")
+    return expression
+
+
+def _unique(names: list[str], what: str, hint: str) -> None:
+    seen: set[str] = set()
+    for name in names:
+        key = name.lower()
+        if key in seen:
+            shown = f"the name {name!r}" if name else "no alias"
+            raise _deny(f"two {what}s in one scope have {shown}; names must be unique", "duplicate_name", hint,
+                        name=name)
+        seen.add(key)
+
+
+def _visible_ctes(table: exp.Table, schema: GovernedSchema) -> set[str]:
+    """The CTE names an unqualified table reference can resolve to, read from the enclosing WITH clauses the way
+    the database does: a query body sees all of its WITH's CTEs, a CTE body the earlier ones (all if RECURSIVE)."""
+    names: set[str] = set()
+    child: exp.Expr = table
+    node = table.parent
+    while node is not None:
+        if isinstance(node, exp.With) and isinstance(child, exp.CTE):
+            ctes = node.expressions
+            visible = ctes if node.args.get("recursive") else ctes[:ctes.index(child)]
+            names |= {schema.norm(cte.args["alias"].this, table=True) for cte in visible}
+        else:
+            with_ = node.args.get("with_")
+            if isinstance(with_, exp.With) and child is not with_:
+                names |= {schema.norm(cte.args["alias"].this, table=True) for cte in with_.expressions}
+        child, node = node, node.parent
+    return names
+
+
+def _is_cte_reference(table: exp.Table, schema: GovernedSchema) -> bool:
+    qualified = table.args.get("db") is not None or table.args.get("catalog") is not None
+    return not qualified and schema.norm(table.this, table=True) in _visible_ctes(table, schema)
+
+
+def _base_tables(expression: exp.Expr, schema: GovernedSchema) -> Iterator[exp.Table]:
+    """Every reference to a catalog table (anything that is not a visible CTE), found structurally: each table node
+    of the tree, placed by the WITH clauses around it, never looked up in a name map. Fails closed on a table
+    reference outside FROM/JOIN."""
+    for table in list(expression.find_all(exp.Table)):
+        if not isinstance(table.parent, (exp.From, exp.Join)):
+            raise _deny("a table reference is in an unsupported position", "statement",
+                        "Reference tables in FROM and JOIN clauses only.")
+        if not _is_cte_reference(table, schema):
+            yield table
 
 
 def _resolve(table: exp.Table, schema: GovernedSchema, principal: Principal) -> tuple[TableInfo, TableRights]:
     """The catalog table a reference names, if the principal may read it; unknown and invisible look the same."""
-    info = schema.tables.get(schema.norm(table.this)) if schema.qualifiers_match(table) else None
+    info = schema.tables.get(schema.norm(table.this, table=True)) if schema.qualifiers_match(table) else None
     rights = schema.rights(info, principal)
     if info is None or not rights.visible:
         shown = ".".join(part.name for part in table.parts)
@@ -141,9 +206,9 @@ def reject_shadowing(expression: exp.Expr, *, policies: Policies, principal: Pri
                      schema: GovernedSchema) -> exp.Expr:
     """A CTE, subquery or alias may not take the name of a catalog table (it would capture its references)."""
     for alias in expression.find_all(exp.TableAlias):
-        name = schema.norm(alias.args.get("this"))
+        name = alias.name.lower()
         owner = alias.parent
-        renames_itself = isinstance(owner, exp.Table) and schema.norm(owner.this) == name
+        renames_itself = isinstance(owner, exp.Table) and owner.name.lower() == name
         if name in schema.reserved and not renames_itself:
             raise _deny(f"the name {alias.name!r} shadows a table of the catalog", "shadowing",
                         "Give the CTE, subquery or alias another name.", name=alias.name)
@@ -153,7 +218,8 @@ def reject_shadowing(expression: exp.Expr, *, policies: Policies, principal: Pri
 def resolve_tables(expression: exp.Expr, *, policies: Policies, principal: Principal,
                    schema: GovernedSchema) -> exp.Expr:
     """Deny by default: every base table must exist and be readable by one of the principal's roles."""
-    for table, _ in _base_tables(_scopes(expression), expression):
+    _scopes(expression)  # a query whose scopes cannot be resolved is refused here, before its columns are checked
+    for table in _base_tables(expression, schema):
         _resolve(table, schema, principal)
     return expression
 
@@ -401,7 +467,8 @@ def replace_tables(expression: exp.Expr, *, policies: Policies, principal: Princ
                    schema: GovernedSchema) -> exp.Expr:
     """Replace every base-table reference by its governed subquery, keeping the reference's alias."""
     built: dict[str, exp.Select] = {}
-    for table, _ in list(_base_tables(_scopes(expression), expression)):
+    wrapped: set[int] = set()
+    for table in list(_base_tables(expression, schema)):
         info, rights = _resolve(table, schema, principal)
         # Build each table's subquery once; later references (self-joins) get copies.
         select = built[info.name].copy() if info.name in built else governed_subquery(info, rights, principal, schema)
@@ -412,7 +479,22 @@ def replace_tables(expression: exp.Expr, *, policies: Policies, principal: Princ
             _drop_column_qualifiers(expression, table.name)
         subquery = exp.Subquery(this=select, alias=exp.TableAlias(this=alias_ident))
         table.replace(subquery)
+        wrapped.add(id(select.args["from_"].this))
+    check_governed(expression, wrapped, schema)
     return expression
+
+
+def check_governed(expression: exp.Expr, wrapped: set[int], schema: GovernedSchema) -> None:
+    """Post-condition on the final tree: every table reference is either the source of a governance wrapper built by
+    `replace_tables` (by identity, so no query text can imitate one) or an unqualified reference to a visible CTE that
+    names no catalog table. Anything else means a rule missed a reference: the query is refused."""
+    for table in expression.find_all(exp.Table):
+        if id(table) in wrapped:
+            continue
+        if not _is_cte_reference(table, schema) or table.name.lower() in schema.reserved:
+            raise _deny("a table reference escaped governance; the query is refused", "unwrapped_table",
+                        "Simplify the query (unique aliases, tables in FROM/JOIN) and report this to your admin.",
+                        table=table.name)
 
 
 RULES = (
@@ -420,6 +502,7 @@ RULES = (
     normalize_names,
     reject_unsafe_sources,
     reject_unlisted_functions,
+    reject_duplicate_sources,
     reject_shadowing,
     resolve_tables,
     reject_denied_columns,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect, NormalizationStrategy
 
+from governance.errors import PolicyViolation
 from governance.policies import Policies, TablePolicy
 from governance.principal import Principal
 from governance.rights import TableRights, table_rights
@@ -15,8 +16,22 @@ from governance.rights import TableRights, table_rights
 DEFAULT_DB = {"duckdb": "main", "postgres": "public"}
 
 
-def fold_case(name: str, quoted: bool, strategy: NormalizationStrategy) -> str:
-    """How a dialect resolves an identifier: DuckDB folds quoted ones too, PostgreSQL keeps quoted ones exact."""
+# The identifier case rules this module knows; any other strategy (a newer sqlglot may add some) is refused.
+KNOWN_STRATEGIES = frozenset(NormalizationStrategy[name] for name in (
+    "CASE_SENSITIVE", "CASE_INSENSITIVE", "CASE_INSENSITIVE_UPPERCASE", "LOWERCASE", "UPPERCASE",
+    "CASE_INSENSITIVE_EXCEPT_TABLES") if name in NormalizationStrategy.__members__)
+
+
+def fold_case(name: str, quoted: bool, strategy: NormalizationStrategy, *, table: bool = False) -> str:
+    """How a dialect resolves an identifier: DuckDB folds quoted ones too, PostgreSQL keeps quoted ones exact,
+    BigQuery keeps table names exact and folds everything else. `table`: the identifier names a table (or its
+    dataset/project). Fails closed on a strategy it does not know."""
+    if strategy not in KNOWN_STRATEGIES:
+        raise PolicyViolation(f"unknown identifier case rule {strategy.name!r} of this SQL dialect", kind="dialect",
+                              hint="Governance refuses dialects whose name resolution it does not model; use "
+                              "another dialect or update governance/schema.py.")
+    if strategy.name == "CASE_INSENSITIVE_EXCEPT_TABLES":
+        return name if table else name.lower()
     if strategy is NormalizationStrategy.CASE_INSENSITIVE:
         return name.lower()
     if strategy is NormalizationStrategy.CASE_INSENSITIVE_UPPERCASE:
@@ -43,16 +58,18 @@ class GovernedSchema:
         self.dialect_name = dialect
         self.dialect = Dialect.get_or_raise(dialect)
         self.strategy = self.dialect.NORMALIZATION_STRATEGY
+        fold_case("", False, self.strategy)  # refuses an unknown case rule before anything is compared
         self.catalog = catalog
         self.db = db if db is not None else DEFAULT_DB.get(dialect)
-        policy_by_name = {self.norm(name): policy for name, policy in policies.tables.items()}
+        policy_by_name = {self.norm(name, table=True): policy for name, policy in policies.tables.items()}
         self.tables = {
-            self.norm(name): TableInfo(name, {self.norm(c): (c, t) for c, t in columns.items()},
-                                       policy_by_name.get(self.norm(name)))
+            self.norm(name, table=True): TableInfo(name, {self.norm(c): (c, t) for c, t in columns.items()},
+                                                   policy_by_name.get(self.norm(name, table=True)))
             for name, columns in tables.items()
         }
-        # Names a CTE or alias may not take: every table the catalog or the policies know of.
-        self.reserved = set(self.tables) | set(policy_by_name)
+        # Names a CTE or alias may not take: every table the catalog or the policies know of, compared without
+        # case so that no dialect's case rule can let an alias capture a table's references.
+        self.reserved = {name.lower() for name in (*self.tables, *policy_by_name)}
         self._rights: dict[tuple[str, int], TableRights] = {}
 
     def rights(self, info: TableInfo | None, principal: Principal) -> TableRights:
@@ -62,26 +79,29 @@ class GovernedSchema:
             self._rights[key] = table_rights(info.policy if info else None, principal)
         return self._rights[key]
 
-    def norm(self, name: str | exp.Identifier | None) -> str:
-        """The comparison key of an identifier under the dialect's case rules (a str counts as unquoted)."""
+    def norm(self, name: str | exp.Identifier | None, *, table: bool = False) -> str:
+        """The comparison key of an identifier under the dialect's case rules (a str counts as unquoted);
+        `table`: the identifier names a table, its schema or its catalog."""
         if name is None:
             return ""
         if isinstance(name, str):
-            return fold_case(name, False, self.strategy)
-        return fold_case(name.name, bool(name.args.get("quoted")), self.strategy)
+            return fold_case(name, False, self.strategy, table=table)
+        return fold_case(name.name, bool(name.args.get("quoted")), self.strategy, table=table)
 
-    def ident(self, name: str) -> exp.Identifier:
+    def ident(self, name: str, *, table: bool = False) -> exp.Identifier:
         """A quoted identifier for a catalog name, spelled so the target dialect resolves it to that object."""
-        keep = self.strategy is NormalizationStrategy.CASE_INSENSITIVE
-        return exp.Identifier(this=name if keep else fold_case(name, False, self.strategy), quoted=True)
+        keep = self.strategy in (NormalizationStrategy.CASE_INSENSITIVE, NormalizationStrategy.CASE_SENSITIVE) or \
+            self.strategy.name == "CASE_INSENSITIVE_EXCEPT_TABLES"
+        return exp.Identifier(this=name if keep else fold_case(name, False, self.strategy, table=table), quoted=True)
 
     def qualifiers_match(self, table: exp.Table) -> bool:
         """True when a table reference's catalog/db parts (if any) name this schema's catalog/db."""
         wanted = [(table.args.get("db"), self.db), (table.args.get("catalog"), self.catalog)]
-        return all(given is None or (expected is not None and self.norm(given) == self.norm(expected))
+        return all(given is None or (expected is not None and
+                                     self.norm(given, table=True) == self.norm(expected, table=True))
                    for given, expected in wanted)
 
     def qualified(self, name: str) -> exp.Table:
         """The fully qualified table node for catalog table `name`."""
-        return exp.Table(this=self.ident(name), db=self.ident(self.db) if self.db else None,
-                         catalog=self.ident(self.catalog) if self.catalog and self.db else None)
+        return exp.Table(this=self.ident(name, table=True), db=self.ident(self.db, table=True) if self.db else None,
+                         catalog=self.ident(self.catalog, table=True) if self.catalog and self.db else None)

@@ -44,7 +44,10 @@ def test_violations_in_every_dialect(dialect: str, sql: str, kind: str, gov_poli
     ("snowflake", 'SELECT id FROM "CUSTOMERS"', True),
     ("snowflake", 'SELECT id FROM "customers"', False),
     ("duckdb", 'SELECT id FROM "CUSTOMERS"', True),       # DuckDB: quoted names are case-insensitive too
-    ("bigquery", "SELECT id FROM `Customers`", True),
+    # BigQuery (sqlglot >= 30.31: CASE_INSENSITIVE_EXCEPT_TABLES): table names are exact, columns fold.
+    ("bigquery", "SELECT id FROM `customers`", True),
+    ("bigquery", "SELECT id FROM `Customers`", False),
+    ("bigquery", "SELECT ID FROM customers", True),
 ])
 def test_dialect_case_rules(dialect: str, sql: str, visible: bool, gov_policies: Policies, gov_schema: dict) -> None:
     if visible:
@@ -52,6 +55,27 @@ def test_dialect_case_rules(dialect: str, sql: str, visible: bool, gov_policies:
     else:
         with pytest.raises(PolicyViolation, match="does not exist or is not visible"):
             enforce(sql, ANN, gov_policies, gov_schema, dialect)
+
+
+def test_bigquery_columns_fold_case_so_a_denied_column_stays_denied(gov_policies: Policies,
+                                                                     gov_schema: dict) -> None:
+    with pytest.raises(PolicyViolation) as raised:
+        enforce("SELECT `SSN` FROM customers", ANN, gov_policies, gov_schema, "bigquery")
+    assert raised.value.kind == "column"
+
+
+def test_unknown_case_rule_fails_closed(monkeypatch: pytest.MonkeyPatch, gov_policies: Policies,
+                                        gov_schema: dict) -> None:
+    """A case rule governance does not model (as sqlglot 30.31 added one) is a refusal naming it, never a guess."""
+    import enum
+
+    from governance import schema as schema_module
+    novel = enum.Enum("NormalizationStrategy", {"SOMETHING_NEW": 1}).SOMETHING_NEW
+    monkeypatch.setattr(sqlglot.Dialect.get_or_raise("postgres").__class__, "NORMALIZATION_STRATEGY", novel)
+    with pytest.raises(PolicyViolation, match="unknown identifier case rule 'SOMETHING_NEW'") as raised:
+        enforce("SELECT id FROM customers", ANN, gov_policies, gov_schema, "postgres")
+    assert raised.value.kind == "dialect"
+    assert schema_module.KNOWN_STRATEGIES
 
 
 def test_unknown_dialect(gov_policies: Policies, gov_schema: dict) -> None:
