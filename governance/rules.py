@@ -245,7 +245,8 @@ class _ColumnChecker:
         return _resolve(source, self.schema, self.principal) if isinstance(source, exp.Table) else None
 
     def deny_column(self, name: str, info: TableInfo) -> PolicyViolation:
-        return _deny(f"column {name!r} of table {info.name!r} is not visible to you", "column",
+        """One refusal for a denied and a missing column, so that no principal can probe for hidden columns."""
+        return _deny(f"column {name!r} of table {info.name!r} does not exist or is not visible to you", "column",
                      "Remove the column from the query; eng.catalog(principal) lists the columns you may read.",
                      table=info.name, column=name)
 
@@ -271,8 +272,11 @@ class _ColumnChecker:
                 return found
         return None
 
-    def check_source(self, scope: Scope, alias: str, name: str, display: str) -> None:
+    def check_source(self, scope: Scope, alias: str, name: str, display: str, *, qualified: bool = False) -> None:
         source = scope.sources[alias]
+        resolved = self.base(scope, alias)
+        if qualified and resolved is not None and name not in resolved[0].columns:
+            raise self.deny_column(display, resolved[0])  # `t.missing` reads like `t.denied`
         hidden = self.denying(self.base(scope, alias), name) or \
             (self.through_stars(source, name) if isinstance(source, Scope) else None)
         if hidden is not None:
@@ -287,7 +291,7 @@ class _ColumnChecker:
     def check_qualified(self, qualifier: str, name: str, display: str) -> None:
         for scope in self.chain():
             if qualifier in scope.sources:
-                self.check_source(scope, qualifier, name, display)
+                self.check_source(scope, qualifier, name, display, qualified=True)
                 return
         self.check_name(qualifier, qualifier)  # `x.field` where x is a (struct) column
 
@@ -302,8 +306,20 @@ class _ColumnChecker:
                 known |= {self.schema.norm(n) for n in source.expression.named_selects}
         return known
 
+    def check_missing(self, name: str, display: str) -> None:
+        """An unqualified name that no source in scope provides, where every source is a catalog table: refused
+        like a denied column (derived tables and CTEs are left to the database, which sees only governed columns)."""
+        tables = [self.base(scope, alias) for scope in self.chain() for alias in scope.sources]
+        if tables and all(t is not None for t in tables) and \
+                not any(name in t[0].columns for t in tables if t is not None):
+            first = next(t for t in tables if t is not None)
+            raise self.deny_column(display, first[0])
+
+    def whole_row(self, name: str) -> bool:
+        return any(name in s.sources for s in self.chain())
+
     def check_whole_row(self, name: str, column: exp.Column) -> None:
-        if any(name in s.sources for s in self.chain()) and name not in self.known_columns():
+        if self.whole_row(name) and name not in self.known_columns():
             raise _deny(f"whole-row reference {column.name!r} is not allowed", "whole_row",
                         "Name the columns you need instead of the table alias.")
 
@@ -332,6 +348,8 @@ class _ColumnChecker:
         else:
             self.check_name(name, column.name)
             self.check_whole_row(name, column)
+            if not self.whole_row(name):
+                self.check_missing(name, column.name)
 
     def check_identifiers(self, idents: list[exp.Expr]) -> None:
         for ident in idents:

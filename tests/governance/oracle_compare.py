@@ -22,7 +22,7 @@ Row = tuple[Any, ...]
 
 # PostgreSQL's ways of saying "you may not see this": no privilege (tables, columns, statements), and a name that
 # does not resolve because the principal's view hides the column or the table is absent.
-PG_DENIED_STATES = {"42501", "42703", "42P01"}
+PG_DENIED_STATES = {"42501", "42703", "42P01", "42712"}  # 42712: a source name used twice, refused as a whole
 _HEADER = re.compile(r"^--\s*(?P<name>[\w-]+):\s*(?P<about>.*)$")
 
 

@@ -358,3 +358,18 @@ SELECT id FROM customers WHERE id = ANY (SELECT customer_id FROM orders WHERE st
 SELECT region FROM customers UNION SELECT region FROM orders ORDER BY 1 NULLS LAST LIMIT 2;
 -- sub-all-correlated: correlated ALL comparing a masked numeric with another table
 SELECT c.id FROM customers c WHERE c.spend > ALL (SELECT o.amount FROM orders o WHERE o.customer_id = c.id);
+
+-- alias-dup-derived: a table and a derived table share an alias (both refuse)
+SELECT x.name, x.region FROM customers AS x, (SELECT 1 AS a) AS x WHERE x.region <> 'north';
+-- alias-dup-cte: a CTE and a table aliased like it share a name in one FROM (both refuse)
+WITH x AS (SELECT 1 AS a) SELECT x.name FROM customers AS x, x;
+-- alias-dup-left-join: duplicate alias across a LEFT JOIN (both refuse)
+SELECT x.name FROM customers AS x LEFT JOIN (SELECT 1 AS a) AS x ON TRUE;
+-- alias-dup-lateral: duplicate alias with a LATERAL subquery (both refuse)
+SELECT x.name FROM customers AS x, LATERAL (SELECT 1 AS a) AS x;
+-- alias-dup-two-tables: the same alias on two governed tables (both refuse)
+SELECT x.id FROM customers AS x JOIN orders AS x ON TRUE;
+-- alias-dup-nested: the collision inside a derived table (both refuse)
+SELECT s.name FROM (SELECT x.name FROM customers AS x, (SELECT 1 AS a) AS x) AS s;
+-- alias-unique-shadow-inner: an inner scope may reuse an outer alias (allowed, correlated)
+SELECT x.id FROM customers AS x WHERE EXISTS (SELECT 1 FROM orders AS x WHERE x.amount > 400);

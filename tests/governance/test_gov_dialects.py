@@ -39,7 +39,7 @@ def test_violations_in_every_dialect(dialect: str, sql: str, kind: str, gov_poli
 @pytest.mark.parametrize(("dialect", "sql", "visible"), [
     ("postgres", "SELECT id FROM Customers", True),      # unquoted: folded to lower case
     ("postgres", 'SELECT id FROM "Customers"', False),   # quoted: exact, another table
-    ("postgres", 'SELECT "SSN" FROM customers', True),   # quoted "SSN" is not the column ssn: no violation
+    ("postgres", 'SELECT "SSN" FROM customers', False),  # quoted "SSN" is not ssn: missing, refused like ssn
     ("snowflake", "SELECT id FROM CUSTOMERS", True),
     ("snowflake", 'SELECT id FROM "CUSTOMERS"', True),
     ("snowflake", 'SELECT id FROM "customers"', False),

@@ -185,8 +185,21 @@ def test_sanitize_error_drops_values_from_raw_duckdb_errors() -> None:
 
 def test_binder_errors_list_only_visible_columns(gov_engine: Engine) -> None:
     with pytest.raises(QueryError) as raised:
-        gov_engine.query("SELECT nme FROM customers", PRINCIPALS["analyst_eu"])
+        gov_engine.query("SELECT nme FROM (SELECT * FROM customers) AS s", PRINCIPALS["analyst_eu"])
     assert "ssn" not in raised.value.message and not leaked(raised.value.message, PRINCIPALS["analyst_eu"])
+
+
+@pytest.mark.parametrize("template", ["SELECT {} FROM customers", "SELECT c.{} FROM customers AS c",
+                                      "SELECT id FROM customers WHERE {} IS NULL",
+                                      "SELECT c.id FROM customers AS c JOIN billing AS b ON b.{} = c.id"])
+def test_a_missing_column_is_refused_like_a_denied_one(gov_engine: Engine, template: str) -> None:
+    """No existence oracle: `ssn` (exists, denied) and `snn` (does not exist) get the same refusal."""
+    refusals = []
+    for column in ("ssn", "snn"):
+        with pytest.raises(PolicyViolation) as raised:
+            gov_engine.query(template.format(column), PRINCIPALS["analyst_eu"])
+        refusals.append((raised.value.kind, raised.value.message.replace(column, "?"), raised.value.hint))
+    assert refusals[0] == refusals[1] and refusals[0][0] == "column"
 
 
 # ------------------------------------------------------------------------------------------ remembered rewrites
