@@ -8,8 +8,9 @@ LOCK_FLAGS := --python-version 3.11 --python-platform x86_64-unknown-linux-gnu -
 
 .PHONY: demo test bench lock clean
 
-$(BIN)/python:
+$(BIN)/python: locks/pip.txt
 	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --require-hashes -r locks/pip.txt
 
 $(VENV)/.core: locks/core.txt pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --require-hashes -r locks/core.txt

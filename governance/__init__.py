@@ -12,9 +12,10 @@ from governance.engine import Engine, QueryError
 from governance.errors import GovernanceError, PolicyLoadError, PolicyViolation
 from governance.policies import MaskRule, Policies, RowFilter, TablePolicy, load_policies, policies_from_dict
 from governance.principal import Principal
+from governance.rules import duplicate_names
 
 __all__ = [
     "AuditLog", "AuditRecord", "Engine", "GovernanceError", "MaskRule", "Policies", "PolicyLoadError",
-    "PolicyViolation", "Principal", "QueryError", "RowFilter", "TablePolicy", "enforce", "load_policies",
+    "PolicyViolation", "Principal", "QueryError", "RowFilter", "TablePolicy", "duplicate_names", "enforce", "load_policies",
     "policies_from_dict",
 ]

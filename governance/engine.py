@@ -1,12 +1,19 @@
 """Engine: a locked-down in-memory DuckDB that only ever runs governed SQL.
 
-Defence in depth: even a query that slipped past `enforce` runs on a connection with external access off (no files,
-URLs, ATTACH, COPY, extension installs), extension autoload/autoinstall off, Python replacement scans off, and the
-configuration locked so none of that can be switched back on. Data is loaded admin-side through Arrow.
+Two walls. (1) The rewrite (`enforce`): every table reference becomes a governance wrapper that reads the raw table
+from a schema of its own, whose (random) name no accepted query may use. (2) Underneath, every query runs with its
+search path set to the principal's own schema of governed views (the same wrappers, one view per visible table), so
+a table name the rewrite missed resolves to governed rows and columns, never to raw data.
+
+Defence in depth: the connection also has external access off (no files, URLs, ATTACH, COPY, extension installs),
+extension autoload/autoinstall off, Python replacement scans off, and the configuration locked so none of that can be
+switched back on. Data is loaded admin-side through Arrow.
 """
 from __future__ import annotations
 
+import hashlib
 import re
+import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
@@ -129,6 +136,11 @@ class Engine:
         self._rewrites: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._rewrites_for: tuple[Policies, dict[str, dict[str, str]]] | None = None
         self._connection = _locked_connection(memory_limit, threads)
+        # Raw tables live here; the name is random per engine so that not even a query that bypassed the rewrite
+        # could guess it. Principals' governed views live in schemas named by `_wall`.
+        self._raw = f"raw_{secrets.token_hex(8)}"
+        self._connection.execute(f"CREATE SCHEMA {self._raw}")
+        self._walls: dict[str, str] = {}
 
     # ------------------------------------------------------------------------------------------ admin side
     def register(self, name: str, source: Any) -> None:
@@ -145,10 +157,12 @@ class Engine:
         with self._lock:
             self._connection.register(staging, table)
             try:
-                self._connection.execute(f"CREATE OR REPLACE TABLE {_quote(name)} AS SELECT * FROM {_quote(staging)}")
+                self._connection.execute(f"CREATE OR REPLACE TABLE {self._raw}.{_quote(name)} AS "
+                                         f"SELECT * FROM {_quote(staging)}")
             finally:
                 self._connection.unregister(staging)
-            columns = {col: typ for col, typ, *_ in self._connection.execute(f"DESCRIBE {_quote(name)}").fetchall()}
+            columns = {col: typ for col, typ, *_ in
+                       self._connection.execute(f"DESCRIBE {self._raw}.{_quote(name)}").fetchall()}
             # Copy-on-write: concurrent queries keep reading the mapping they started with.
             self._schema = {**self._schema, name: columns}
             self._sources[name] = source
@@ -186,12 +200,13 @@ class Engine:
         with self._lock:
             if not self._remembers_for(policies, schema):
                 self._rewrites.clear()
+                self._drop_walls()
                 self._rewrites_for = (policies, schema)  # held, so their ids cannot be reused while cached
             cached = self._rewrites.get(key)
             if cached is not None:
                 self._rewrites.move_to_end(key)
                 return cached
-        rewritten = enforce(sql, principal, policies, schema, "duckdb", catalog=CATALOG, db=DB)
+        rewritten = enforce(sql, principal, policies, schema, "duckdb", catalog=CATALOG, db=DB, source_db=self._raw)
         with self._lock:
             if self._remembers_for(policies, schema):  # not if a table or the policies changed meanwhile
                 self._rewrites[key] = rewritten
@@ -215,7 +230,7 @@ class Engine:
             record("denied", reason=err.message)
             raise
         try:
-            result = self._run(rewritten)
+            result = self._run(rewritten, principal)
         except duckdb.Error as err:
             error = sanitize_error(err)
             record("error", rewritten=rewritten, reason=error.message)
@@ -223,12 +238,42 @@ class Engine:
         record("allowed", rewritten=rewritten, rows=result.num_rows)
         return result
 
-    def _run(self, rewritten: str) -> pa.Table:
+    def _run(self, rewritten: str, principal: Principal) -> pa.Table:
+        """Run SQL on a cursor whose search path is the principal's governed views (the second wall).
+
+        Called with the rewritten SQL; tests call it with unrewritten SQL to show the second wall alone holds."""
+        wall = self._wall(principal)
         cursor = self._connection.cursor()
         try:
+            cursor.execute(f"SET search_path = '{wall}'")
             return cursor.sql(rewritten).to_arrow_table()
         finally:
             cursor.close()
+
+    def _wall(self, principal: Principal) -> str:
+        """The principal's schema of governed views, built on first use: one view per table they may read, each the
+        rewrite of `SELECT * FROM table`. Rebuilt when tables or policies change."""
+        self.rewrite("SELECT 1", principal)  # drops stale walls when tables or policies changed
+        key = principal.model_dump_json()
+        with self._lock:
+            if key in self._walls:
+                return self._walls[key]
+            wall = "gov_" + hashlib.sha256(f"{self._raw}|{key}".encode()).hexdigest()[:20]
+            self._connection.execute(f"CREATE SCHEMA IF NOT EXISTS {wall}")
+            for name in self._schema:
+                try:
+                    governed = self.rewrite(f"SELECT * FROM {_quote(name)}", principal)
+                except PolicyViolation:
+                    continue  # invisible to this principal: no view, so the name does not resolve
+                self._connection.execute(f"CREATE OR REPLACE VIEW {wall}.{_quote(name)} AS {governed}")
+            self._walls[key] = wall
+            return wall
+
+    def _drop_walls(self) -> None:
+        with self._lock:
+            for wall in self._walls.values():
+                self._connection.execute(f"DROP SCHEMA IF EXISTS {wall} CASCADE")
+            self._walls.clear()
 
     def catalog(self, principal: Principal) -> dict[str, dict[str, str]]:
         """Tables and columns (with DuckDB types, masks applied) that `principal` may read."""

@@ -128,31 +128,38 @@ def _source_nodes(select: exp.Select) -> Iterator[exp.Expr]:
         pending += [join.this for join in source.args.get("joins") or []]
 
 
+def duplicate_names(expression: exp.Expr) -> list[tuple[str, str]]:
+    """`(what, name)` for each name that two sources of one scope share (`what` = "source"), or two CTEs of one
+    WITH (`what` = "CTE"), in query order, each once. Names are compared without case (fail closed in every
+    dialect); an unnamed derived table counts as the name ''."""
+    found: list[tuple[str, str]] = []
+    groups = [("source", [source.alias_or_name for source in _source_nodes(select)])
+              for select in expression.find_all(exp.Select)]
+    groups += [("CTE", [cte.alias for cte in with_.expressions]) for with_ in expression.find_all(exp.With)]
+    for what, names in groups:
+        seen: set[str] = set()
+        for name in names:
+            key = name.lower()
+            if key in seen and (what, key) not in {(w, n.lower()) for w, n in found}:
+                found.append((what, name))
+            seen.add(key)
+    return found
+
+
 def reject_duplicate_sources(expression: exp.Expr, *, policies: Policies, principal: Principal,
                              schema: GovernedSchema) -> exp.Expr:
     """Every source of a scope has its own name, and every CTE of a WITH too.
 
     Resolution by name is only sound when names are unique: `FROM customers AS x, (SELECT 1) AS x` would otherwise
-    let one source stand in for the other. Names are compared without case (fail closed in every dialect); an
-    unnamed derived table counts as the name ''.
+    let one source stand in for the other.
     """
-    for select in expression.find_all(exp.Select):
-        _unique([source.alias_or_name for source in _source_nodes(select)], "source",
-                "Give each table, subquery and CTE in one FROM its own alias.")
-    for with_ in expression.find_all(exp.With):
-        _unique([cte.alias for cte in with_.expressions], "CTE", "Give each CTE of a WITH its own name.")
+    for what, name in duplicate_names(expression)[:1]:
+        shown = f"the name {name!r}" if name else "no alias"
+        hint = ("Give each CTE of a WITH its own name." if what == "CTE"
+                else "Give each table, subquery and CTE in one FROM its own alias.")
+        raise _deny(f"two {what}s in one scope have {shown}; names must be unique", "duplicate_name", hint,
+                    name=name)
     return expression
-
-
-def _unique(names: list[str], what: str, hint: str) -> None:
-    seen: set[str] = set()
-    for name in names:
-        key = name.lower()
-        if key in seen:
-            shown = f"the name {name!r}" if name else "no alias"
-            raise _deny(f"two {what}s in one scope have {shown}; names must be unique", "duplicate_name", hint,
-                        name=name)
-        seen.add(key)
 
 
 def _visible_ctes(table: exp.Table, schema: GovernedSchema) -> set[str]:

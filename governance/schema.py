@@ -54,13 +54,16 @@ class GovernedSchema:
     """Tables and columns keyed by normalized identifier, the dialect, and the qualifiers of base tables."""
 
     def __init__(self, tables: Mapping[str, Mapping[str, str]], policies: Policies, dialect: str = "duckdb",
-                 *, catalog: str | None = None, db: str | None = None) -> None:
+                 *, catalog: str | None = None, db: str | None = None, source_db: str | None = None) -> None:
         self.dialect_name = dialect
         self.dialect = Dialect.get_or_raise(dialect)
         self.strategy = self.dialect.NORMALIZATION_STRATEGY
         fold_case("", False, self.strategy)  # refuses an unknown case rule before anything is compared
         self.catalog = catalog
         self.db = db if db is not None else DEFAULT_DB.get(dialect)
+        # Where the governance wrappers read the tables; queries may only name `db`. The DuckDB engine keeps raw
+        # tables in a schema of their own, so a reference the rewrite missed resolves to a governed view instead.
+        self.source_db = source_db or self.db
         policy_by_name = {self.norm(name, table=True): policy for name, policy in policies.tables.items()}
         self.tables = {
             self.norm(name, table=True): TableInfo(name, {self.norm(c): (c, t) for c, t in columns.items()},
@@ -103,5 +106,6 @@ class GovernedSchema:
 
     def qualified(self, name: str) -> exp.Table:
         """The fully qualified table node for catalog table `name`."""
-        return exp.Table(this=self.ident(name, table=True), db=self.ident(self.db, table=True) if self.db else None,
-                         catalog=self.ident(self.catalog, table=True) if self.catalog and self.db else None)
+        db = self.source_db
+        return exp.Table(this=self.ident(name, table=True), db=self.ident(db, table=True) if db else None,
+                         catalog=self.ident(self.catalog, table=True) if self.catalog and db else None)

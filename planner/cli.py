@@ -343,6 +343,9 @@ def _num(value: Any) -> str:
 def print_summary(result: SessionResult, console: Console) -> None:
     """Metric before and after, top drivers, accepted features, where the report is."""
     s = result.summary
+    if not s.get("model"):
+        console.print("[bold red]no model was produced[/]" + (" (the run failed)" if result.failed else ""))
+        return
     console.print(f"[bold]{s.get('task')} model for {escape(str(s.get('target')))}[/]: cross-validated "
                   f"{s.get('metric_name') or 'metric'} [bold green]{_num(s.get('metric_value'))}[/] "
                   f"(first model {_num(s.get('baseline_value'))})")
@@ -363,6 +366,10 @@ def _check_result(result: SessionResult) -> None:
         raise CliError(EXIT_POLICY if result.failed_kind == "PolicyViolation" else EXIT_RUN,
                        f"the run failed: {result.failed}",
                        f"partial outputs are in {result.out.resolve()} (plan.json, result.json, artifacts/)")
+    if not result.summary.get("model"):
+        raise CliError(EXIT_RUN, "the run produced no model: the plan has no step that trains one",
+                       f"ask for a model of a target column (e.g. --target churn); what ran is in "
+                       f"{result.out.resolve()} (plan.json, result.json)")
 
 
 def _plan_and_run(prompt: str, access: Access, out: Path, *, target: str | None = None, iterations: int,

@@ -98,7 +98,8 @@ def _reply_problems(data: dict[str, Any] | None, registry: Registry, catalog: Ca
     if data is None:
         return [PlanProblem(kind="plan", message="the reply holds no JSON object",
                             hint="reply with one JSON object in the plan schema, no prose")]
-    problems = validate_plan(data, registry, catalog, budget)
+    # the LLM plans machine-learning work: every plan it writes must train a model (so `{}` is no plan)
+    problems = validate_plan(data, registry, catalog, budget, modelling=True)
     if not problems and target is not None:
         problems += _target_problems(Plan.model_validate(data), target)
     return problems

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Union
 
 import sqlglot
+from sqlglot.errors import SqlglotError
 from pydantic import BaseModel, ValidationError
 from sqlglot import exp
 
@@ -303,7 +304,7 @@ def step_reads(step: Step, spec: SkillSpec | None) -> Reads:
     for _, sql in _sql_literals(step):
         try:
             parts.append(sql_reads(sql))
-        except SkillError:
+        except (SkillError, SqlglotError):
             continue  # reported by _check_sql
     return merge_reads(*parts)
 
@@ -352,7 +353,32 @@ def _check_sql(step: Step, catalog: Catalog) -> Iterator[PlanProblem]:
                 yield PlanProblem(step=step.id, field=field, kind="access",
                                   message=f"reads from {table.this.sql(DIALECT)!r}, which is not a catalog table",
                                   hint="read only the tables of your catalog, by name")
+        yield from _check_analysis(step, field, sql, expression)
         yield from _check_loose_columns(step, field, expression, catalog)
+
+
+def _check_analysis(step: Step, field: str, sql: str, expression: exp.Query) -> Iterator[PlanProblem]:
+    """What `sql_reads` makes of the SQL: any failure is a problem (never an exception), and so is a table the SQL
+    names whose reads it could not attribute (then nothing checked what is read from it)."""
+    try:
+        reads = sql_reads(sql)
+    except SkillError as err:
+        yield PlanProblem(step=step.id, field=field, kind="schema", message=err.message, hint=err.hint or "")
+        return
+    except SqlglotError as err:  # sql_reads wraps these; kept so that no sqlglot error can escape validation
+        yield PlanProblem(step=step.id, field=field, kind="schema", message=f"the SQL cannot be analysed: {err}",
+                          hint="simplify the query: one SELECT over catalog tables, each source with its own alias")
+        return
+    ctes = {cte.alias_or_name.lower() for cte in expression.find_all(exp.CTE)}
+    attributed = {t.lower() for t in reads}
+    named = {t.name.lower() for t in expression.find_all(exp.Table) if isinstance(t.this, exp.Identifier)}
+    missed = sorted(named - ctes - attributed)
+    if missed:
+        yield PlanProblem(step=step.id, field=field, kind="schema",
+                          message=f"cannot tell what this SQL reads from {', '.join(map(repr, missed))}, so it "
+                                  "cannot be checked against your catalog",
+                          hint="write a plain SELECT: each table, subquery and CTE with its own alias, columns "
+                               "qualified by those aliases")
 
 
 def _check_loose_columns(step: Step, field: str, expression: exp.Query,
@@ -434,13 +460,46 @@ def _check_budget(plan: Plan, registry: Registry, budget: Budget) -> Iterator[Pl
                                                  f"{budget.max_steps}", hint="drop optional steps")
 
 
+def trains(spec: SkillSpec) -> bool:
+    """Whether a skill builds a model: one of its outputs is a ModelArtifact (train_xgboost, tune; not evaluate,
+    which only reads one)."""
+    return any(ModelArtifact in _atoms(info.annotation) for info in spec.output_model.model_fields.values())
+
+
+def models(plan: Plan) -> bool:
+    """Whether the plan says it is meant to build a model: its metadata names a target or a task."""
+    return any(plan.metadata.get(key) not in (None, "") for key in ("target", "task"))
+
+
+def _check_purpose(plan: Plan, registry: Registry, modelling: bool | None) -> Iterator[PlanProblem]:
+    """A plan does something; a plan meant to build a model has a step that trains one."""
+    trainers = [spec.name for spec in registry if trains(spec)]
+    if not plan.steps:
+        yield PlanProblem(kind="plan", field="steps", message="the plan has no steps, so it would do nothing",
+                          hint='add steps, e.g. a query step then a training step ({"id": "train", "skill": '
+                               f'"{trainers[0] if trainers else "train_xgboost"}", ...)}}')
+        return
+    if not (models(plan) if modelling is None else modelling):
+        return
+    if not any(s.skill in registry and trains(registry.get(s.skill)) for s in plan.steps):
+        target = plan.metadata.get("target")
+        about = f" of {target!r}" if isinstance(target, str) and target else ""
+        yield PlanProblem(kind="plan", field="steps",
+                          message=f"the goal is a model{about}, but no step trains one",
+                          hint=f"add a step with skill {' or '.join(trainers) or 'train_xgboost'} that reads the "
+                               "training table and the target column")
+
+
 def validate_plan(plan: Plan | Mapping[str, Any], registry: Registry, catalog: Catalog | None = None,
-                  budget: Budget | None = None) -> list[PlanProblem]:
+                  budget: Budget | None = None, *, modelling: bool | None = None) -> list[PlanProblem]:
     """Every problem of `plan` at once (empty list = valid). `catalog` is what the principal may see
-    (`Engine.catalog(principal)`); None skips the access checks. `budget` defaults to `Budget()`."""
+    (`Engine.catalog(principal)`); None skips the access checks. `budget` defaults to `Budget()`. A plan without
+    steps is never valid; one meant to build a model (`modelling`, by default: its metadata names a target or task)
+    must have a training step."""
     parsed, problems = _parse(plan)
     if parsed is None:
         return problems
+    problems += [*_check_purpose(parsed, registry, modelling)]
     problems += [*_check_ids(parsed), *_check_skills(parsed, registry), *_check_refs(parsed, registry),
                  *_check_cycle(parsed)]
     for s in parsed.steps:

@@ -10,10 +10,11 @@ import pyarrow as pa
 import sqlglot
 from pydantic import BaseModel, ConfigDict, Field
 from sqlglot import exp
-from sqlglot.errors import ParseError
+from sqlglot.errors import ParseError, SqlglotError
 from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
 from sqlglot.optimizer.scope import Scope, traverse_scope
 
+from governance import duplicate_names
 from skills.context import SkillContext
 from skills.errors import SkillError
 from skills.registry import skill
@@ -102,15 +103,37 @@ def _add_scope_reads(scope: Scope, reads: Reads) -> None:
             columns.add(column.name)
 
 
+def _duplicate_sources_error(duplicates: list[tuple[str, str]], skill_name: str = "query") -> SkillError:
+    """The error for `governance.duplicate_names`' answer: such a query is ambiguous (which source `x.col` means
+    depends on the engine), so governance refuses it and validation says so before anything runs."""
+    what, name = duplicates[0]
+    if what == "CTE":
+        return SkillError(f"two CTEs of one WITH share the name {name!r}", skill=skill_name,
+                          hint="give each CTE its own name")
+    shown = f"share the name {name!r}" if name else "have no alias"
+    return SkillError(f"two sources in one FROM {shown}", skill=skill_name,
+                      hint="give each table, subquery and CTE its own alias")
+
+
 def sql_reads(sql: str) -> Reads:
     """Tables and columns `sql` names: `{table: {columns}}`, `None` for "every column" (`SELECT *`).
 
     Unqualified columns in a scope that joins several sources cannot be attributed without a schema and are left
-    out; governance still checks them when the query runs."""
-    expression = normalize_identifiers(parse_sql(sql), dialect=DIALECT)
+    out; governance still checks them when the query runs. Raises SkillError (never a sqlglot error) when the SQL
+    cannot be analysed, e.g. when two sources of one scope share a name."""
+    parsed = parse_sql(sql)
+    duplicates = duplicate_names(parsed)
+    if duplicates:
+        raise _duplicate_sources_error(duplicates)
     reads: Reads = {}
-    for scope in traverse_scope(expression):
-        _add_scope_reads(scope, reads)
+    try:
+        expression = normalize_identifiers(parsed, dialect=DIALECT)
+        for scope in traverse_scope(expression):
+            _add_scope_reads(scope, reads)
+    except SqlglotError as exc:
+        raise SkillError(f"the SQL cannot be analysed: {exc}", skill="query",
+                         hint="simplify the query: one SELECT over catalog tables, each source with its own "
+                              "alias") from None
     return reads
 
 

@@ -104,6 +104,35 @@ def test_a_plan_cannot_hand_a_skill_the_warehouse_files(api: Api, demo: Any) -> 
     assert api.get("/v1/runs").json()["runs"] == []
 
 
+def test_a_plan_without_steps_is_refused(api: Api) -> None:
+    response = api.post("/v1/runs", json={"plan": {"goal": "predict churn", "steps": []}})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["type"] == "plan_invalid"
+    assert [(p["kind"], p["field"]) for p in error["problems"]] == [("plan", "steps")]
+    assert "no steps" in error["problems"][0]["message"] and error["problems"][0]["hint"]
+    assert api.get("/v1/runs").json()["runs"] == []  # nothing was recorded
+
+
+DUPLICATE_X = "customers AS x, (SELECT 1 AS a) AS x WHERE x.churn IS NOT NULL"
+
+
+@pytest.mark.parametrize("sources", [DUPLICATE_X,
+                                     f"(SELECT 1 AS b) AS y SEMI JOIN (SELECT 1 AS c) AS x ON TRUE, {DUPLICATE_X}"])
+def test_duplicate_source_names_are_refused_not_a_500(api: Api, sources: str) -> None:
+    plan = quick_plan()
+    plan["steps"][0]["inputs"]["sql"] = f"SELECT x.churn, x.region FROM {sources}"
+    response = api.post("/v1/runs", json={"plan": plan})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["type"] == "plan_invalid"
+    problem = error["problems"][0]
+    assert (problem["kind"], problem["step"], problem["field"]) == ("schema", "data", "sql")
+    assert problem["message"] == "two sources in one FROM share the name 'x'"
+    assert problem["hint"] == "give each table, subquery and CTE its own alias"
+    assert api.get("/v1/runs").json()["runs"] == []  # nothing was recorded, nothing ran
+
+
 @pytest.mark.parametrize("body", [{}, {"prompt": "x", "plan": {"steps": []}}, {"prompt": ""},
                                   {"plan": small_plan(), "iterations": 9}, {"prompt": "churn\x00model"}])
 def test_bad_requests_are_422_with_reasons(api: Api, body: dict[str, Any]) -> None:

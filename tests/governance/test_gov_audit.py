@@ -23,7 +23,7 @@ def test_every_query_is_recorded(tmp_path: Path, gov_policies: Policies) -> None
         engine.query("SELECT CAST(name AS INT) FROM customers", sam)
     allowed, denied, failed = engine.audit.records()
     assert (allowed.verdict, allowed.user, allowed.roles, allowed.rows) == ("allowed", "ann", ["analyst"], 10)
-    assert allowed.sql == "SELECT id FROM customers" and '"memory"."main"."customers"' in allowed.rewritten
+    assert allowed.sql == "SELECT id FROM customers" and f'"memory"."{engine._raw}"."customers"' in allowed.rewritten
     assert denied.verdict == "denied" and denied.rewritten is None and "'ssn'" in denied.reason
     assert failed.verdict == "error" and failed.user == "sam" and "Conversion" in failed.reason
     assert allowed.time.tzinfo is not None and allowed.time <= denied.time <= failed.time

@@ -91,7 +91,7 @@ def test_catalog_shows_only_what_the_principal_may_read(gov_engine: Engine) -> N
 
 def test_rewrite_is_fully_qualified(gov_engine: Engine) -> None:
     sql = gov_engine.rewrite("SELECT id FROM customers", PRINCIPALS["analyst_eu"])
-    assert 'FROM "memory"."main"."customers" AS "customers"' in sql
+    assert f'FROM "memory"."{gov_engine._raw}"."customers" AS "customers"' in sql  # the raw schema, not `main`
     assert gov_engine.query("SELECT id FROM memory.main.customers", PRINCIPALS["admin"]).num_rows == 30
 
 

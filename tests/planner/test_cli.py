@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -140,3 +141,45 @@ def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path
                                                                           "ollama/llama3", None)
     monkeypatch.setenv("AGENTML_RAY_ADDRESS", "head:6379")  # ours wins over Ray's own variable
     assert Settings().ray_address == "head:6379"
+
+
+def invoke(*args: str) -> Any:
+    """`agentml` in this process (so a test can stand in for the LLM or the run)."""
+    from typer.testing import CliRunner
+
+    from planner.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def test_an_llm_reply_of_nothing_is_bad_input_not_a_run(demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import planner.llm
+
+    replies: list[str] = []
+
+    def scripted(*_: Any, **__: Any) -> str:
+        replies.append("{}")
+        return "{}"
+
+    monkeypatch.setenv("AGENTML_LLM_MODEL", "openai/scripted")
+    monkeypatch.setattr(planner.llm, "_complete", scripted)
+    out = tmp_path / "out"
+    result = invoke("run", PROMPT, *as_analyst(demo), "--out", str(out), "--yes")
+    assert result.exit_code == 2, result.output
+    assert len(replies) == planner.llm.MAX_TRIES  # the repair loop ran, and still no plan
+    assert "no steps" in result.output and "None model" not in result.output
+    assert not (out / "result.json").exists()
+
+
+def test_a_run_that_produced_no_model_exits_4(demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import planner.cli
+    from planner.ooda_session import SessionResult
+    from skills.plan import Plan
+
+    data_only = Plan(goal=PROMPT, steps=[{"id": "q", "skill": "query", "inputs": {"sql": "SELECT * FROM customers"}}])
+    monkeypatch.setattr(planner.cli, "make_plan", lambda *_, **__: data_only)
+    monkeypatch.setattr(planner.cli, "execute", lambda plan, access, out, **_: SessionResult(
+        first=None, ooda=None, summary={"task": None, "target": None, "drivers": []}, out=out))  # type: ignore[arg-type]
+    result = invoke("run", PROMPT, *as_analyst(demo), "--out", str(tmp_path / "out"), "--yes")
+    assert result.exit_code == 4, result.output
+    assert "the run produced no model" in result.output and "None model for None" not in result.output

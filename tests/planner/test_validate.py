@@ -282,3 +282,92 @@ def test_tables_and_models_only_come_from_steps(step: str, field: str, value: di
     p = _only(_problems(plan, registry, catalog))
     assert (p.kind, p.step, p.field) == ("access", step, field)
     assert "through governance" in p.message and '"$ref"' in p.hint
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# A plan must do something; a modelling plan must train; SQL that cannot be analysed is a problem, never a crash
+
+
+@pytest.mark.parametrize("raw", [{}, {"steps": []}, {"goal": "predict churn", "steps": [], "metadata": {}}])
+def test_a_plan_without_steps_is_a_problem(raw: dict[str, Any], registry: Any, catalog: Any) -> None:
+    p = _only(_problems(raw, registry, catalog))
+    assert (p.kind, p.step, p.field) == ("plan", None, "steps")
+    assert "no steps" in p.message and "train_xgboost" in p.hint
+
+
+def test_a_modelling_plan_without_a_training_step_is_a_problem(plan: dict[str, Any], registry: Any,
+                                                               catalog: Any) -> None:
+    assert plan["metadata"]["target"] == "churn"  # the rules planner says what the plan models
+    plan["steps"] = [s for s in plan["steps"] if s["id"] == "query"]
+    p = _only(_problems(plan, registry, catalog))
+    assert (p.kind, p.field) == ("plan", "steps")
+    assert p.message == "the goal is a model of 'churn', but no step trains one"
+    assert "train_xgboost or tune" in p.hint
+
+
+def test_a_plan_that_does_not_model_needs_no_training_step(registry: Any, catalog: Any) -> None:
+    data_only = {"steps": [{"id": "q", "skill": "query", "inputs": {"sql": "SELECT * FROM customers"}}]}
+    assert _problems(data_only, registry, catalog) == []
+    assert [p.field for p in validate_plan(data_only, registry, catalog, modelling=True)] == ["steps"]
+
+
+_SHARED_X = "SELECT x.churn FROM customers AS x, (SELECT 1 AS a) AS x"
+_SEMI_FIRST = ("SELECT x.churn FROM (SELECT 1 AS b) AS y SEMI JOIN (SELECT 1 AS c) AS x ON TRUE, customers AS x, "
+               "(SELECT 1 AS a) AS x")
+
+
+@pytest.mark.parametrize("sql", [
+    _SHARED_X, _SEMI_FIRST,
+    "WITH x AS (SELECT 1 AS a) SELECT x.churn FROM customers AS x, x",
+    "SELECT x.churn FROM customers AS x LEFT JOIN billing AS X ON TRUE",
+    "SELECT x.churn FROM customers AS x ANTI JOIN billing AS x ON TRUE",
+    "SELECT x.churn FROM customers AS x, LATERAL (SELECT 1 AS a) AS x",
+    "SELECT x.churn FROM customers AS x POSITIONAL JOIN billing AS x",
+    "SELECT x.churn FROM customers AS x ASOF JOIN billing AS x ON x.tenure >= x.tenure",
+    "SELECT c.churn FROM customers c WHERE c.tenure IN (SELECT x.tenure FROM customers x, billing x)",
+])
+def test_duplicate_source_names_are_a_problem(sql: str, plan: dict[str, Any], registry: Any, catalog: Any) -> None:
+    _step(plan, "query")["inputs"]["sql"] = sql
+    p = _only(_problems(plan, registry, catalog))  # one clear problem, not a sqlglot exception
+    assert (p.kind, p.step, p.field) == ("schema", "query", "sql")
+    assert p.message.lower() == "two sources in one from share the name 'x'"  # as the query writes it
+    assert p.hint == "give each table, subquery and CTE its own alias"
+
+
+def test_duplicate_cte_names_are_a_problem(plan: dict[str, Any], registry: Any, catalog: Any) -> None:
+    _step(plan, "query")["inputs"]["sql"] = "WITH x AS (SELECT 1 AS a), X AS (SELECT 2 AS a) SELECT * FROM x"
+    p = _only(_problems(plan, registry, catalog))
+    assert (p.kind, p.step, p.field) == ("schema", "query", "sql")
+    assert p.message == "two CTEs of one WITH share the name 'X'" and p.hint == "give each CTE its own name"
+
+
+def test_distinct_aliases_in_every_scope_are_fine(plan: dict[str, Any], registry: Any, catalog: Any) -> None:
+    # the same alias in two different scopes (outer query, subquery) is not a collision
+    _step(plan, "query")["inputs"]["sql"] = ("SELECT x.churn, x.tenure FROM customers AS x "
+                                             "WHERE x.tenure IN (SELECT x.tenure FROM customers AS x)")
+    assert _problems(plan, registry, catalog) == []
+
+
+def test_sql_reads_failures_become_problems(plan: dict[str, Any], registry: Any, catalog: Any,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlglot.errors
+
+    import planner.validate as validate
+
+    def broken(sql: str) -> dict[str, Any]:
+        raise sqlglot.errors.OptimizeError("Unknown table: z")
+
+    monkeypatch.setattr(validate, "sql_reads", broken)
+    p = _only(_problems(plan, registry, catalog))
+    assert (p.kind, p.step, p.field) == ("schema", "query", "sql")
+    assert p.message == "the SQL cannot be analysed: Unknown table: z"
+
+
+def test_tables_whose_reads_are_not_attributed_are_a_problem(plan: dict[str, Any], registry: Any, catalog: Any,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import planner.validate as validate
+
+    monkeypatch.setattr(validate, "sql_reads", lambda sql: {})  # as sql_reads once did on a SEMI join in front
+    p = _only(_problems(plan, registry, catalog))
+    assert (p.kind, p.step, p.field) == ("schema", "query", "sql")
+    assert p.message.startswith("cannot tell what this SQL reads from 'customers'")
