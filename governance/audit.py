@@ -10,6 +10,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Verdict = Literal["allowed", "denied", "flagged", "error"]
+# What was decided on: a query run through governance, a plan checked before it runs, a prompt that was flagged,
+# a call to an LLM (what was sent, what came back).
+Action = Literal["query", "plan", "prompt", "llm"]
 
 
 class AuditRecord(BaseModel):
@@ -24,6 +27,8 @@ class AuditRecord(BaseModel):
     verdict: Verdict
     reason: str = ""
     rows: int | None = None
+    action: Action = "query"
+    detail: dict[str, Any] = Field(default_factory=dict, description="facts about the decision (never row values)")
 
 
 class AuditLog:
@@ -39,11 +44,11 @@ class AuditLog:
             self.path.touch(exist_ok=True)
 
     def append(self, *, user: str, roles: list[str] | tuple[str, ...] = (), sql: str = "",
-               rewritten: str | None = None, verdict: Verdict, reason: str = "", rows: int | None = None
-               ) -> AuditRecord:
+               rewritten: str | None = None, verdict: Verdict, reason: str = "", rows: int | None = None,
+               action: Action = "query", detail: dict[str, Any] | None = None) -> AuditRecord:
         """Record one decision and return it."""
         record = AuditRecord(user=user, roles=list(roles), sql=sql, rewritten=rewritten, verdict=verdict,
-                             reason=reason, rows=rows)
+                             reason=reason, rows=rows, action=action, detail=detail or {})
         with self._lock:
             if self.path is None:
                 self._memory.append(record)

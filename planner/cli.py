@@ -201,8 +201,12 @@ def make_plan(prompt: str, access: Access, target: str | None, budget_rounds: in
     if settings.llm_model:
         from planner import plan_with_llm
 
-        return plan_with_llm(prompt, model=settings.llm_model, catalog=access.catalog, target=target, budget=budget,
-                             principal=access.principal, engine=access.engine)
+        waiting = (f"waiting for the LLM {escape(settings.llm_model)} to write the plan (up to "
+                   f"{settings.llm_timeout_s:g} s per reply, AGENTML_LLM_TIMEOUT_S)")
+        with err.status(waiting):
+            return plan_with_llm(prompt, model=settings.llm_model, catalog=access.catalog, target=target,
+                                 budget=budget, principal=access.principal, engine=access.engine,
+                                 timeout_s=settings.llm_timeout_s, retries=settings.llm_retries)
     return plan_prompt(prompt, catalog=access.catalog, target=target, budget=budget, principal=access.principal,
                        engine=access.engine)
 
@@ -230,13 +234,17 @@ TargetOpt = Annotated[str | None, typer.Option("--target", help="column to predi
 def plan(prompt: Annotated[str, typer.Argument(help="what you want, in plain language")],
          warehouse: WarehouseOpt = None, policies: PoliciesOpt = None, user: Users = None, role: Roles = None,
          attr: Attrs = None, target: TargetOpt = None,
+         out: Annotated[Path, typer.Option("--out", help="folder for plan.json and audit.jsonl (as `run` writes)")]
+         = Path("agentml-plan"),
          json_: Annotated[bool, typer.Option("--json", help="print the plan as JSON")] = False) -> None:
-    """Plan PROMPT and show the plan (or its JSON) without running anything."""
+    """Plan PROMPT and show the plan (or its JSON) without running anything; every decision is audited in --out."""
     with _user_errors():
         settings = Settings()
         access = open_access(_warehouse(warehouse, settings), policies or settings.policies, user, role or [],
-                             parse_attributes(attr or []))
+                             parse_attributes(attr or []), audit=_audit_path(out))
+        err.print(f"audit log: {escape(str(_audit_path(out).resolve()))}")
         the_plan = make_plan(prompt, access, target, None)
+        (out / "plan.json").write_text(the_plan.model_dump_json(indent=2) + "\n")
         if json_:
             sys.stdout.write(the_plan.model_dump_json(indent=2) + "\n")
         else:
@@ -330,7 +338,8 @@ def execute(the_plan: Plan, access: Access, out: Path, *, iterations: int, budge
     with RunDisplay(err) as display:
         env = SessionEnv(access.principal, access.engine, artifacts, store, RuntimeSettings(), display)
         return run_session(the_plan, env, out, catalog=access.catalog, iterations=iterations, budget=budget,
-                           config=LoopConfig(llm_model=settings.llm_model), notes=notes)
+                           config=LoopConfig(llm_model=settings.llm_model, llm_timeout_s=settings.llm_timeout_s,
+                                             llm_send_values=settings.llm_send_values), notes=notes)
 
 
 def _num(value: Any) -> str:

@@ -11,8 +11,11 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any
 
+from planner.audit import digest, record_llm_call, record_problems
 from planner.budget import Budget
 from planner.catalog import Catalog
 from planner.errors import PlanError, PlanProblem
@@ -26,7 +29,8 @@ if TYPE_CHECKING:
 
 MAX_TRIES = 3
 _TRAIN_SKILLS = ("tune", "train_xgboost")
-_FORBIDDEN_METADATA = ("principal", "user", "roles", "role", "policies", "attributes")
+# The only metadata the model may set; everything else is derived from the steps or set by agentml.
+_MODEL_METADATA = ("task", "target")
 
 _INSTRUCTIONS = """You plan machine-learning work as a DAG of skill calls. Reply with ONE JSON object, nothing else:
 {"goal": "<the user's goal>", "steps": [{"id": "<identifier>", "skill": "<skill name>", "inputs": {...},
@@ -118,26 +122,38 @@ def _repair_message(problems: list[PlanProblem]) -> str:
     return f"That plan has these problems:\n{listed}\nReply with the whole corrected plan as one JSON object."
 
 
-def _complete(litellm: Any, model: str, messages: list[dict[str, str]], options: Mapping[str, Any]) -> str:
+def complete(model: str, messages: list[dict[str, str]], options: Mapping[str, Any], *, timeout_s: float,
+             retries: int = 0) -> str:
+    """The model's reply text, or PlanError naming the model and the cause. The whole call (retries included) ends
+    within `timeout_s`: a hung model fails then, with a clear message, instead of blocking for provider defaults."""
+    litellm = _litellm()
+    call = {"temperature": 0, **options, "timeout": timeout_s, "num_retries": retries, "max_retries": 0}
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentml-llm")
+    future = pool.submit(litellm.completion, model=model, messages=messages, **call)
     try:
-        response = litellm.completion(model=model, messages=messages, **options)
+        response = future.result(timeout=timeout_s)
+    except FutureTimeout:
+        raise PlanError(f"the LLM {model!r} did not answer within {timeout_s:g} s",
+                        hint="check that the model server is up, raise AGENTML_LLM_TIMEOUT_S, or plan without an "
+                             "LLM (the rule-based planner)") from None
     except Exception as exc:  # provider errors vary; the user needs which model failed and how to go on
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise PlanError(f"the LLM {model!r} could not be reached: {first}",
                         hint="check AGENTML_LLM_MODEL, the API key and base URL, or plan without an LLM "
                              "(the rule-based planner)") from None
+    finally:
+        pool.shutdown(wait=False)  # a hung call's thread ends with litellm's own timeout; nobody waits for it
     return response.choices[0].message.content or ""
 
 
-def _options(litellm: Any, model: str, api_base: str | None, api_key: str | None, timeout_s: float,
-             extra: Mapping[str, Any]) -> dict[str, Any]:
-    options: dict[str, Any] = {"temperature": 0, "timeout": timeout_s, **extra}
+def _options(model: str, api_base: str | None, api_key: str | None, extra: Mapping[str, Any]) -> dict[str, Any]:
+    options: dict[str, Any] = dict(extra)
     if api_base:
         options["api_base"] = api_base
     if api_key:
         options["api_key"] = api_key
     try:
-        supported = litellm.get_supported_openai_params(model=model) or []
+        supported = _litellm().get_supported_openai_params(model=model) or []
     except Exception:  # unknown providers: plain text, JSON extracted from the reply
         supported = []
     if "response_format" in supported:
@@ -146,27 +162,34 @@ def _options(litellm: Any, model: str, api_base: str | None, api_key: str | None
 
 
 def _finish(data: dict[str, Any], model: str, flag: str | None) -> Plan:
-    """The validated plan with metadata the caller can trust: derived from the steps, never from the model's word
-    about who the user is."""
+    """The validated plan with metadata the caller can trust: only allowlisted keys from the model, the rest derived
+    from the steps; the model's own notes are kept apart (`llm_notes`) so they are never shown as agentml's."""
     plan = Plan.model_validate(data)
-    meta = {k: v for k, v in plan.metadata.items() if k not in _FORBIDDEN_METADATA}
+    meta: dict[str, Any] = {k: plan.metadata[k] for k in _MODEL_METADATA if isinstance(plan.metadata.get(k), str)}
+    notes = plan.metadata.get("notes")
+    notes = [notes] if isinstance(notes, str) else notes if isinstance(notes, list) else []
+    llm_notes = [str(n)[:300] for n in notes[:5] if str(n).strip()]
     train = next((s for s in plan.steps if s.skill in _TRAIN_SKILLS), None)
     if train is not None:
         table_ref = train.refs().get("table")
         meta.update(target=train.inputs.get("target"), task=train.inputs.get("task", meta.get("task")),
                     model_step=train.id, table_step=table_ref.step if table_ref else None)
     meta.update(planner="llm", llm_model=model, flags=[flag] if flag else [])
+    if llm_notes:
+        meta["llm_notes"] = llm_notes
     return plan.model_copy(update={"metadata": meta})
 
 
 def plan_with_llm(prompt: str, *, model: str, catalog: Catalog | None = None, registry: Registry | None = None,
                   target: str | None = None, budget: Budget | None = None, principal: Principal | None = None,
                   engine: Engine | None = None, max_tries: int = MAX_TRIES, api_base: str | None = None,
-                  api_key: str | None = None, timeout_s: float = 120.0, **completion: Any) -> Plan:
+                  api_key: str | None = None, timeout_s: float = 60.0, retries: int = 1, **completion: Any) -> Plan:
     """A validated Plan written by the LLM `model` (a litellm model name), repaired up to `max_tries` replies.
 
-    `completion` passes extra litellm options (e.g. `mock_response=` in tests). Raises PlanError with every problem
-    of the last reply when no reply validates, or when the model cannot be reached."""
+    `completion` passes extra litellm options (e.g. `mock_response=` in tests). Each reply may take `timeout_s`
+    (`retries` transient failures included). Every call is audited (what was sent by size and hash, the verdict on
+    the reply), and so is every problem of a refused reply. Raises PlanError with every problem of the last reply
+    when no reply validates, or when the model cannot be reached."""
     flag = record_flag(prompt, engine, principal)
     if catalog is None:
         if engine is None or principal is None:
@@ -174,17 +197,28 @@ def plan_with_llm(prompt: str, *, model: str, catalog: Catalog | None = None, re
         catalog = engine.catalog(principal)
     registry = registry if registry is not None else default_registry()
     budget = budget or Budget()
-    litellm = _litellm()
-    options = _options(litellm, model, api_base, api_key, timeout_s, completion)
+    audit = engine.audit if engine is not None else None
+    options = _options(model, api_base, api_key, completion)
     messages = [{"role": "system", "content": system_prompt(registry, catalog, budget)},
                 {"role": "user", "content": _user_prompt(prompt, target)}]
     problems: list[PlanProblem] = []
-    for _ in range(max_tries):
-        reply = _complete(litellm, model, messages, options)
+    for attempt in range(max_tries):
+        sent = [m["content"] for m in messages]
+        try:
+            reply = complete(model, messages, options, timeout_s=timeout_s, retries=retries)
+        except PlanError as err:
+            record_llm_call(audit, principal, model=model, purpose="plan", sent=sent, catalog=catalog,
+                            verdict="error", reason=err.message, repair_round=attempt)
+            raise
         data = extract_json(reply)
         problems = _reply_problems(data, registry, catalog, budget, target)
+        record_llm_call(audit, principal, model=model, purpose="plan", sent=sent, catalog=catalog,
+                        verdict="denied" if problems else "allowed", repair_round=attempt,
+                        reason="; ".join(p.text() for p in problems)[:2000],
+                        extra={"reply": digest(reply)})
         if not problems and data is not None:
             return _finish({**data, "goal": prompt}, model, flag)
+        record_problems(audit, principal, data or {}, problems, source=f"llm reply {attempt + 1}")
         messages += [{"role": "assistant", "content": reply}, {"role": "user", "content": _repair_message(problems)}]
     raise PlanError(f"the LLM {model!r} did not produce a valid plan in {max_tries} tries", problems=problems,
                     hint="rephrase the goal, pick a stronger model (AGENTML_LLM_MODEL), or use the rule-based "

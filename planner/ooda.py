@@ -205,6 +205,8 @@ class LoopConfig:
     seed: int = 0
     llm_model: str | None = None
     llm_options: dict[str, Any] = field(default_factory=dict)
+    llm_timeout_s: float = 60.0
+    llm_send_values: bool = False  # slice levels and bin edges in the prompt (never of masked/denied/PII columns)
 
 
 @dataclass
@@ -219,6 +221,8 @@ class _Loop:
     config: LoopConfig
     execute: Callable[[Plan], RunResult]
     check: Callable[[Plan, Plan], None]
+    engine: Engine
+    principal: Principal
     budget_rounds: int | None = None
     kept_specs: list[dict[str, Any]] = field(default_factory=list)
     tried: dict[str, object] = field(default_factory=dict)
@@ -278,7 +282,9 @@ def _candidates(loop: _Loop, o: Orientation, slices: list[dict[str, Any]]) -> li
         from planner.ooda_llm import propose
 
         found += propose(loop.config.llm_model, o, loop.catalog, loop.model, slices, taken,
-                         limit=max(1, loop.config.max_candidates // 3), **loop.config.llm_options)
+                         limit=max(1, loop.config.max_candidates // 3), timeout_s=loop.config.llm_timeout_s,
+                         values=loop.config.llm_send_values, engine=loop.engine, principal=loop.principal,
+                         **loop.config.llm_options)
     return found
 
 
@@ -433,7 +439,7 @@ _NO_LIMIT_BUDGET_ROUNDS = 10**12
 
 
 def _validator(catalog: Mapping[str, Mapping[str, str]], registry: Registry | None,
-               budget: Budget | None) -> Callable[[Plan, Plan], None]:
+               budget: Budget | None, engine: Engine, principal: Principal) -> Callable[[Plan, Plan], None]:
     """Check an extension like any plan before it spends compute: the whole grown plan with `validate_plan`
     (skills, refs, types, access: columns the new steps name must be visible or made by a step), and the new steps
     alone against the budget (each extension is a plan run of its own)."""
@@ -444,7 +450,11 @@ def _validator(catalog: Mapping[str, Mapping[str, str]], registry: Registry | No
 
         reg = registry or default_registry()
         unlimited = Budget(max_boosting_rounds=_NO_LIMIT_BUDGET_ROUNDS, max_trials=10**9, max_steps=10**6)
-        problems = [p.text() for p in validate_plan(full, reg, catalog, unlimited)]
+        from planner.audit import record_problems
+
+        found = validate_plan(full, reg, catalog, unlimited)
+        record_problems(engine.audit, principal, full, found, source="ooda")  # a dropped extension is a refusal
+        problems = [p.text() for p in found]
         spent = sum(c.rounds for c in plan_costs(new, reg).values())
         if budget is not None and spent > budget.max_boosting_rounds:
             problems.append(f"it needs {spent} boosting rounds, over the budget of {budget.max_boosting_rounds}")
@@ -472,7 +482,8 @@ def improve(plan: Plan, result: RunResult, *, engine: Engine, principal: Princip
     roles = find_roles(grown, outputs)
     base = BaseQuery.of(grown.step(roles["table"]), outputs)
     execute = _executor(principal, engine, artifacts, store, settings, registry, backend, on_progress)
-    loop = _Loop(grown, outputs, roles, base, catalog, config, execute, _validator(catalog, registry, budget),
+    check = _validator(catalog, registry, budget, engine, principal)
+    loop = _Loop(grown, outputs, roles, base, catalog, config, execute, check, engine, principal,
                  budget_rounds=budget.max_boosting_rounds if budget is not None else None)
     res = OodaResult(plan=grown)
     res.stopped = _loop(loop, res)

@@ -1,8 +1,9 @@
 """LLM proposals for the OODA loop's decide step: extra candidate feature groups, checked like any other.
 
 The LLM sees what the rules see and nothing more: table and column names and types from the principal's catalog,
-the model's target, features and top drivers, and the worst residual slices (column, level, lift). It never sees
-rows. Its answer must be JSON; every spec is validated against the `features` skill's FeatureSpec schema and the
+the model's target, features and top drivers, and the worst residual slices (column, lift, count). It never sees
+rows; it sees a slice's level or bin edges only when the `llm_send_values` setting allows, and never those of a
+masked, denied or PII-like column. Every call is audited (size and hash of the prompt, the columns it names). Its answer must be JSON; every spec is validated against the `features` skill's FeatureSpec schema and the
 catalog, and anything invalid is dropped (the race and the paired test judge the rest). Any failure of the call
 leaves the loop with its rule-based candidates: an LLM is an extra, never a dependency.
 """
@@ -10,14 +11,18 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from planner.audit import record_llm_call
+from planner.catalog import is_pii_like
 from planner.ooda_rules import Candidate, Orientation
+
+if TYPE_CHECKING:
+    from governance import Engine, Principal
 
 log = logging.getLogger("agentml.ooda")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -34,8 +39,29 @@ A FeatureSpec is one of:
 Use only the tables and columns listed. Feature names must be new snake_case identifiers."""
 
 
-def _prompt(o: Orientation, catalog: Mapping[str, Mapping[str, str]], model: Mapping[str, Any],
-            slices: Sequence[Mapping[str, Any]], limit: int) -> str:
+def sensitive_columns(engine: Engine | None, catalog: Mapping[str, Mapping[str, str]]) -> set[str]:
+    """Lower-case names of columns whose values never go to an LLM: masked or denied for anyone by the policies,
+    or named like personal data."""
+    names = {c.lower() for cols in catalog.values() for c in cols if is_pii_like(c)}
+    for policy in (engine.policies.tables.values() if engine is not None else ()):
+        names |= {c.lower() for c in (*policy.mask_columns, *policy.deny_columns)}
+    return names
+
+
+def _slice_facts(s: Mapping[str, Any], values: bool, sensitive: set[str]) -> dict[str, Any]:
+    """One residual slice as the LLM sees it: column, how much worse, whether the model uses it; the slice's level
+    or bin edges only when values may be sent and the column is not sensitive."""
+    facts = {k: s.get(k) for k in ("column", "lift", "count", "in_model")}
+    if values and str(s.get("column", "")).lower() not in sensitive:
+        facts["slice"] = s.get("slice")
+    return facts
+
+
+def prompt_text(o: Orientation, catalog: Mapping[str, Mapping[str, str]], model: Mapping[str, Any],
+                slices: Sequence[Mapping[str, Any]], limit: int, *, values: bool = False,
+                sensitive: set[str] | None = None) -> str:
+    """What the LLM is sent: names, types and error statistics; data values only with `values` (never of
+    `sensitive` columns)."""
     related = {r.table: dict(catalog.get(r.table, {})) for r in o.related}
     facts = {
         "target": model.get("target"), "task": model.get("task"), "model_features": model.get("features"),
@@ -43,19 +69,9 @@ def _prompt(o: Orientation, catalog: Mapping[str, Mapping[str, str]], model: Map
         "base_table": {o.base_table: dict(catalog.get(o.base_table or "", {}))},
         "related_tables": {t: {"key": r.key, "time": r.time, "columns": related[t]} for r in o.related
                            for t in [r.table]},
-        "worst_slices": [{k: s.get(k) for k in ("column", "slice", "lift", "in_model")} for s in slices],
+        "worst_slices": [_slice_facts(s, values, sensitive or set()) for s in slices],
     }
     return f"Propose at most {limit} candidate groups.\n" + json.dumps(facts, indent=1, default=str)
-
-
-def _complete(model: str, prompt: str, options: Mapping[str, Any]) -> str:
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no price-map download at import
-    import litellm  # lazy: the import takes seconds and most runs never need it
-
-    response = litellm.completion(model=model, messages=[{"role": "system", "content": SYSTEM},
-                                                         {"role": "user", "content": prompt}],
-                                  **{"temperature": 0, "timeout": 60, **options})
-    return response.choices[0].message.content or ""
 
 
 def _spec_ok(spec: Any, o: Orientation, catalog: Mapping[str, Mapping[str, str]]) -> bool:
@@ -89,27 +105,47 @@ def _candidate(raw: Any, o: Orientation, catalog: Mapping[str, Mapping[str, str]
 
 
 def propose(model_name: str, o: Orientation, catalog: Mapping[str, Mapping[str, str]], model: Mapping[str, Any],
-            slices: Sequence[Mapping[str, Any]], taken: Mapping[str, object], limit: int = 4,
-            **options: Any) -> list[Candidate]:
+            slices: Sequence[Mapping[str, Any]], taken: Mapping[str, object], limit: int = 4, *,
+            timeout_s: float = 60.0, values: bool = False, engine: Engine | None = None,
+            principal: Principal | None = None, **options: Any) -> list[Candidate]:
     """Up to `limit` valid candidate groups from the LLM `model_name` (litellm); [] when it fails or says nothing.
-    `options` go to `litellm.completion` (api_base, api_key, mock_response in tests)."""
-    from planner.llm import extract_json
+    `values`: the prompt may quote slice levels and bin edges (never of masked, denied or PII-like columns). The call
+    is audited in `engine`'s log as `principal`. `options` go to `litellm.completion` (api_base, api_key,
+    mock_response in tests)."""
+    from planner.llm import complete, extract_json
+
+    prompt = prompt_text(o, catalog, model, slices, limit, values=values,
+                         sensitive=sensitive_columns(engine, catalog))
+    audit = engine.audit if engine is not None else None
+
+    def record(verdict: str, reason: str = "") -> None:
+        record_llm_call(audit, principal, model=model_name, purpose="ooda", sent=[SYSTEM, prompt], catalog=catalog,
+                        verdict=verdict, reason=reason, extra={"values_sent": values})
 
     try:
-        answer = extract_json(_complete(model_name, _prompt(o, catalog, model, slices, limit), options)) or {}
+        answer = extract_json(complete(model_name, [{"role": "system", "content": SYSTEM},
+                                                    {"role": "user", "content": prompt}], options,
+                                       timeout_s=timeout_s)) or {}
     except Exception as exc:  # noqa: BLE001 - network, auth, junk: the rules still run
-        o.notes.append(f"LLM proposals skipped: {type(exc).__name__}")
+        o.notes.append(f"LLM proposals skipped: {getattr(exc, 'message', type(exc).__name__)}")
         log.warning("OODA LLM proposals failed: %s", exc)
+        record("error", str(getattr(exc, "message", exc))[:500])
         return []
     out: list[Candidate] = []
     seen = set(taken)
     raw_list = answer.get("candidates")
     if not isinstance(raw_list, list):
         o.notes.append("LLM proposals skipped: the reply held no candidate list")
+        record("denied", "the reply held no candidate list")
         return []
+    dropped = 0
     for raw in raw_list:
         cand = _candidate(raw, o, catalog, dict.fromkeys(seen, 1))
         if cand is not None and cand.name not in seen:
             out.append(cand)
             seen |= {cand.name, *cand.features}
+        else:
+            dropped += 1
+    record("allowed" if out else "denied",
+           f"{len(out[:limit])} candidate group(s) kept, {dropped} dropped (invalid, unknown columns or duplicates)")
     return out[:limit]

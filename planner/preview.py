@@ -48,15 +48,22 @@ class Preview(BaseModel):
     total_rounds: int
     total_trials: int
     estimated_cost: int | None = Field(default=None, description="sum of trials x rounds x rows")
-    notes: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list, description="agentml's own notes")
     flags: list[str] = Field(default_factory=list)
+    written_by: str | None = Field(default=None, description="the LLM that wrote the plan; then step descriptions "
+                                                             "and `llm_notes` are its words, not agentml's")
+    llm_notes: list[str] = Field(default_factory=list, description="notes the LLM wrote into the plan")
 
     def text(self) -> str:
-        """A plain-text rendering for the CLI."""
+        """A plain-text rendering for the CLI. Text the LLM wrote is quoted and labelled as the LLM's."""
         lines = [f"Plan for: {self.goal!r}" if self.goal else "Plan"]
+        if self.written_by:
+            lines.append(f"Written by the LLM {self.written_by}: step descriptions in quotes are its words; agentml "
+                         "checked the steps, and governance applies your rights whatever the text says")
         width = max((len(s.id) for s in self.steps), default=4)
         for i, s in enumerate(self.steps, 1):
-            lines.append(f"  {i:>2}. {s.id:<{width}}  {s.skill:<13} {s.description}".rstrip())
+            said = f'"{s.description}"' if self.written_by and s.description else s.description
+            lines.append(f"  {i:>2}. {s.id:<{width}}  {s.skill:<13} {said}".rstrip())
             if s.reads:
                 lines.append(f"      {'':<{width}}  reads {_reads_text(s.reads)}")
             if s.rounds:
@@ -67,6 +74,7 @@ class Preview(BaseModel):
                      + (f"; estimated {_human(self.estimated_cost)} row-rounds (trials x rounds x rows)"
                         if self.estimated_cost is not None else ""))
         lines += [f"Note: {n}" for n in self.notes] + [f"Flagged: {f}" for f in self.flags]
+        lines += [f'The LLM noted (its words, unverified): "{n}"' for n in self.llm_notes]
         return "\n".join(lines)
 
 
@@ -124,7 +132,9 @@ def preview(plan: Plan, registry: Registry, catalog: Catalog | None = None,
     return Preview(goal=plan.goal, steps=out, total_rounds=sum(s.rounds for s in out),
                    total_trials=sum(s.trials for s in out),
                    estimated_cost=sum(spent) if spent and None not in spent else None,  # type: ignore[arg-type]
-                   notes=list(plan.metadata.get("notes", [])), flags=list(plan.metadata.get("flags", [])))
+                   notes=list(plan.metadata.get("notes", [])), flags=list(plan.metadata.get("flags", [])),
+                   written_by=(plan.metadata.get("llm_model") or "?") if plan.metadata.get("planner") == "llm"
+                   else None, llm_notes=list(plan.metadata.get("llm_notes", [])))
 
 
 def row_counts(engine: Engine, principal: Principal, tables: Iterable[str]) -> dict[str, int]:

@@ -39,6 +39,7 @@ from planner.errors import PlanError
 from planner.rules_features import Spec, feature_specs
 from planner.rules_injection import flag_injection
 from planner.rules_intent import Intent, Task, parse_intent
+from planner.audit import record_problems
 from planner.validate import validate_plan
 from skills.library.query import DIALECT
 from skills.plan import Plan, Ref, Step
@@ -299,7 +300,7 @@ def record_flag(prompt: str, engine: Engine | None, principal: Principal | None)
     reason = flag_injection(prompt)
     if reason is not None and engine is not None and principal is not None and engine.audit is not None:
         engine.audit.append(user=principal.user, roles=list(principal.roles), sql=f"-- prompt: {prompt}",
-                            rewritten=None, verdict="flagged", reason=reason)
+                            rewritten=None, verdict="flagged", reason=reason, action="prompt")
     return reason
 
 
@@ -324,6 +325,7 @@ def plan_prompt(prompt: str, *, catalog: Catalog | None = None, registry: Regist
     plan = Plan(goal=prompt, steps=steps, metadata=_metadata(goal, model, table_step, flag))
     problems = validate_plan(plan, registry, catalog, budget)
     if problems:
+        record_problems(engine.audit if engine is not None else None, principal, plan, problems, source="rules")
         raise PlanError("the rule-based plan does not validate against this skill registry", problems=problems,
                         hint="the installed skills differ from what the planner expects; see the problems")
     return plan

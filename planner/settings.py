@@ -28,5 +28,10 @@ class Settings(BaseSettings):
     )
     artifacts: str = Field(default="agentml-artifacts", description="artifact store root: folder or s3://, gs://")
     llm_model: str | None = Field(default=None, description="litellm model name; unset = rule-based planner only")
+    llm_timeout_s: float = Field(default=60.0, gt=0, description="most seconds one LLM reply may take, retries included")
+    llm_retries: int = Field(default=1, ge=0, description="retries of a failed LLM call (within llm_timeout_s)")
+    llm_send_values: bool = Field(
+        default=False, description="let the OODA prompt quote data values (category levels, bin edges) of columns "
+                                   "that are not masked, denied or PII-like; off: names and error statistics only")
     tokens_file: Path | None = Field(default=None, description="API bearer tokens -> principals (YAML)")
     max_concurrent_runs: int = Field(default=2, ge=1, description="runs the API executes at once in its process")

@@ -67,7 +67,10 @@ def boxes(plan: Plan) -> tuple[list[Box], float, float]:
         left = (width - span) / 2
         for i, sid in enumerate(row):
             step = plan.step(sid)
-            out.append(Box(sid, step.skill, step.description, left + i * (NODE_W + GAP_X),
+            said = step.description
+            if said and plan.metadata.get("planner") == "llm":  # the model's words, never shown as ours
+                said = f'the LLM wrote: "{said}"'
+            out.append(Box(sid, step.skill, said, left + i * (NODE_W + GAP_X),
                            PAD + depth * (NODE_H + GAP_Y)))
     height = PAD * 2 + len(rows) * NODE_H + max(len(rows) - 1, 0) * GAP_Y
     return out, width, height

@@ -12,6 +12,7 @@ from planner.api.auth import ApiUser
 from planner.api.errors import ApiError
 from planner.api.models import PlannerName
 from planner.api.services import Services
+from planner.audit import record_problems
 from planner.budget import Budget
 from planner.preview import Preview, row_counts
 from planner.validate import step_reads
@@ -40,7 +41,8 @@ def make_plan(services: Services, user: ApiUser, prompt: str, *, target: str | N
 
         plan = plan_with_llm(prompt, model=services.settings.llm_model or "", catalog=catalog,
                              registry=services.registry, target=target, budget=quota, principal=user.principal,
-                             engine=engine)
+                             engine=engine, timeout_s=services.settings.llm_timeout_s,
+                             retries=services.settings.llm_retries)
         return plan, which
     return plan_prompt(prompt, catalog=catalog, registry=services.registry, target=target, budget=quota,
                        principal=user.principal, engine=engine), which
@@ -48,9 +50,11 @@ def make_plan(services: Services, user: ApiUser, prompt: str, *, target: str | N
 
 def check_plan(services: Services, user: ApiUser, plan: Plan, budget: Budget | None) -> Plan:
     """`plan` when it is valid for `user` (skills, refs, types, what they may see, their budget); else PlanError."""
-    catalog = services.get_engine().catalog(user.principal)
+    engine = services.get_engine()
+    catalog = engine.catalog(user.principal)
     problems = validate_plan(plan, services.registry, catalog, user.effective_budget(budget))
     if problems:
+        record_problems(engine.audit, user.principal, plan, problems, source="client")
         raise PlanError(f"the plan has {len(problems)} problem(s)", problems=problems,
                         hint="fix every problem listed, or ask POST /v1/plans for a plan")
     return plan

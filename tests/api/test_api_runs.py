@@ -131,6 +131,10 @@ def test_duplicate_source_names_are_refused_not_a_500(api: Api, sources: str) ->
     assert problem["message"] == "two sources in one FROM share the name 'x'"
     assert problem["hint"] == "give each table, subquery and CTE its own alias"
     assert api.get("/v1/runs").json()["runs"] == []  # nothing was recorded, nothing ran
+    refused = [r for r in api.get("/v1/audit", as_="ada", params={"user": "ann"}).json()["records"]
+               if r["action"] == "plan"]
+    assert refused[-1]["verdict"] == "denied" and refused[-1]["sql"] == plan["steps"][0]["inputs"]["sql"]
+    assert "share the name 'x'" in refused[-1]["reason"] and refused[-1]["detail"]["source"] == "client"
 
 
 @pytest.mark.parametrize("body", [{}, {"prompt": "x", "plan": {"steps": []}}, {"prompt": ""},
