@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 UV_VERSION := 0.13.9
 LOCK_FLAGS := --python-version 3.11 --python-platform x86_64-unknown-linux-gnu --generate-hashes --quiet
 
-.PHONY: demo test bench lock clean
+.PHONY: demo test check bench lock clean
 
 $(BIN)/python: locks/pip.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,13 @@ $(VENV)/.test: locks/test.txt pyproject.toml | $(BIN)/python
 demo: $(VENV)/.core
 	$(BIN)/agentml demo
 
-test: $(VENV)/.test
+# The gates first (seconds): lint, types, import contracts; then the tests.
+check: $(VENV)/.test
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: check
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.test

@@ -166,7 +166,7 @@ class Comparison:
 
 def paired_ratio(a: list[float], b: list[float]) -> float:
     """Median of a[i] / b[i]."""
-    return statistics.median(x / y for x, y in zip(a, b))
+    return statistics.median(x / y for x, y in zip(a, b, strict=False))
 
 
 def interleaved(governed: Callable[[], object], ungoverned: Callable[[], object], rounds: int) -> Comparison:

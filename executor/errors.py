@@ -1,24 +1,10 @@
-"""The one error base class of the executor package."""
+"""The executor's errors: `ExecutionError` (shared with everyone who reads run results, so it lives in `skills`) and
+its special cases."""
 from __future__ import annotations
 
-from typing import Any
+from skills.errors import ExecutionError
 
-
-class ExecutionError(Exception):
-    """A plan could not be run. `step`/`field` say where; `hint` says how to fix it; `fields` carry more detail."""
-
-    def __init__(self, message: str, *, step: str | None = None, field: str | None = None, hint: str | None = None,
-                 **fields: Any) -> None:
-        super().__init__(message)
-        self.message = message
-        self.step = step
-        self.field = field
-        self.hint = hint
-        self.fields = fields
-
-    def __str__(self) -> str:
-        suffix = f" Hint: {self.hint}" if self.hint else ""
-        return f"{self.message}{suffix}"
+__all__ = ["ExecutionError", "RunNotFound", "StepCancelled"]
 
 
 class StepCancelled(ExecutionError):

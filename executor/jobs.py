@@ -23,11 +23,11 @@ from types import FrameType
 from typing import Any, Literal
 
 from executor.errors import ExecutionError
-from executor.models import RunResult
 from executor.run import run_stored
 from executor.store import RunStore
 from governance import Engine, Policies, load_policies
 from skills.artifacts import ArtifactStore
+from skills.runs import RunResult
 
 log = logging.getLogger("agentml.jobs")
 
@@ -67,7 +67,7 @@ class JobConfig:
     policies: str | None = None
     audit: str | None = None
     env: dict[str, str] = field(default_factory=dict)
-    module: str = "executor.jobs"  # the entrypoint module: this one, or one built on `main` (planner.jobs)
+    module: str = "executor.jobs"  # the entrypoint module: this one, or one built on `main` (service.jobs)
 
     def entrypoint(self, run_id: str, extra: Sequence[str] = ()) -> str:
         """The shell command Ray runs for `run_id`, with `extra` arguments for the entrypoint module (paths are

@@ -16,7 +16,6 @@ from pydantic import BaseModel
 
 from executor.backends import Backend, LocalBackend, RayBackend
 from executor.errors import ExecutionError
-from executor.models import FINISHED_RUN, RunEvent, RunResult, RunStatus, StepStatus
 from executor.owner import current_owner
 from executor.ray_support import ensure_ray
 from executor.resolve import check_plan, resolve_inputs
@@ -25,6 +24,7 @@ from executor.store import RunStore, utcnow
 from skills.context import Progress, RuntimeSettings
 from skills.plan import Plan, Step
 from skills.registry import Registry, SkillSpec, default_registry
+from skills.runs import FINISHED_RUN, RunEvent, RunResult, RunStatus, StepStatus
 
 if TYPE_CHECKING:
     from governance import Engine, Principal

@@ -36,8 +36,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import StaticPool
 
 from executor.errors import ExecutionError, RunNotFound
-from executor.models import FINISHED_RUN, RunEvent, RunResult, RunStatus, StepResult, StepStatus
 from executor.owner import current_owner, owner_is_dead
+from skills.runs import FINISHED_RUN, RunEvent, RunResult, RunStatus, StepResult, StepStatus
 
 if TYPE_CHECKING:
     from governance import Principal

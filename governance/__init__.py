@@ -16,6 +16,7 @@ from governance.rules import duplicate_names
 
 __all__ = [
     "AuditLog", "AuditRecord", "Engine", "GovernanceError", "MaskRule", "Policies", "PolicyLoadError",
-    "PolicyViolation", "Principal", "QueryError", "RowFilter", "TablePolicy", "duplicate_names", "enforce", "load_policies",
+    "PolicyViolation", "Principal", "QueryError", "RowFilter", "TablePolicy", "duplicate_names", "enforce",
+    "load_policies",
     "policies_from_dict",
 ]

@@ -7,31 +7,29 @@ with a `features` step computing every candidate and a `race_features` step (ASH
 folds) and, when a group is accepted, retrain + evaluate + explain + residuals on the new feature set.
 
 The extended plan is one DAG (refs between the original and the new steps) so that it can be saved and re-run as a
-whole; each extension runs through `executor.run_plan` with the outputs of steps that already ran passed in as
-literals. The loop stops after `iterations`, when nothing is accepted, or when no untried candidate is left.
+whole; each extension runs through the `execute` function the caller passes (the executor's `run_plan`) with the outputs
+of steps that already ran passed in as literals. The loop stops after `iterations`, when nothing is accepted, or when no
+untried candidate is left.
 """
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from planner.ooda_rules import Candidate, Orientation, decide, orient
-from skills.library.query import sql_reads
 from skills.plan import Plan, Ref, Step, as_ref
+from skills.runs import RunResult
+from skills.sql import sql_reads
 
 if TYPE_CHECKING:
-    from executor import RunEvent, RunResult, RunStore
     from governance import Engine, Principal
     from planner.budget import Budget
-    from skills.artifacts import ArtifactStore
-    from skills.context import RuntimeSettings
     from skills.registry import Registry
 
-Backend = Literal["local", "ray"]
 TRAIN_SKILLS = ("train_xgboost", "tune")
 MIN_RACE_ROUNDS = 10
 FOLLOW_UP = ("evaluate", "explain", "residuals")
@@ -423,18 +421,6 @@ def _act(loop: _Loop, i: int, candidates: list[Candidate], it: Iteration) -> Non
     loop.roles.update({s.id.removeprefix(f"ooda{i}_"): s.id for s in follow})
 
 
-def _executor(principal: Principal, engine: Engine, artifacts: ArtifactStore, store: RunStore | None,
-              settings: RuntimeSettings | None, registry: Registry | None, backend: Backend,
-              on_progress: Callable[[RunEvent], None] | None) -> Callable[[Plan], RunResult]:
-    from executor import run_plan
-
-    def execute(plan: Plan) -> RunResult:
-        return run_plan(plan, principal, engine=engine, backend=backend, artifacts=artifacts, store=store,
-                        settings=settings, on_progress=on_progress, registry=registry, prompt=plan.goal)
-
-    return execute
-
-
 _NO_LIMIT_BUDGET_ROUNDS = 10**12
 
 
@@ -465,13 +451,13 @@ def _validator(catalog: Mapping[str, Mapping[str, str]], registry: Registry | No
 
 
 def improve(plan: Plan, result: RunResult, *, engine: Engine, principal: Principal,
-            catalog: Mapping[str, Mapping[str, str]], artifacts: ArtifactStore, iterations: int = 2,
-            store: RunStore | None = None, settings: RuntimeSettings | None = None, registry: Registry | None = None,
-            backend: Backend = "local", on_progress: Callable[[RunEvent], None] | None = None,
-            budget: Budget | None = None, config: LoopConfig | None = None) -> OodaResult:
+            catalog: Mapping[str, Mapping[str, str]], execute: Callable[[Plan], RunResult], iterations: int = 2,
+            registry: Registry | None = None, budget: Budget | None = None,
+            config: LoopConfig | None = None) -> OodaResult:
     """Run up to `iterations` OODA turns on the finished run `result` of `plan`, as `principal`.
 
-    Only `catalog` (what the principal may see) guides the search; every step runs governed through the executor.
+    Only `catalog` (what the principal may see) guides the search; `execute` runs each extension of the plan (the
+    service passes the executor's `run_plan`, governed as `principal`), so the planner never imports the executor.
     Failures of a run end the loop and are reported in the result (`error`, `failed_step`, `failed_run`); the
     iterations before it are kept. Raises OodaError when the plan has nothing the loop can improve.
     """
@@ -481,7 +467,6 @@ def improve(plan: Plan, result: RunResult, *, engine: Engine, principal: Princip
     grown = plan.model_copy(deep=True)
     roles = find_roles(grown, outputs)
     base = BaseQuery.of(grown.step(roles["table"]), outputs)
-    execute = _executor(principal, engine, artifacts, store, settings, registry, backend, on_progress)
     check = _validator(catalog, registry, budget, engine, principal)
     loop = _Loop(grown, outputs, roles, base, catalog, config, execute, check, engine, principal,
                  budget_rounds=budget.max_boosting_rounds if budget is not None else None)

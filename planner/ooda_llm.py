@@ -1,11 +1,12 @@
 """LLM proposals for the OODA loop's decide step: extra candidate feature groups, checked like any other.
 
-The LLM sees what the rules see and nothing more: table and column names and types from the principal's catalog,
-the model's target, features and top drivers, and the worst residual slices (column, lift, count). It never sees
-rows; it sees a slice's level or bin edges only when the `llm_send_values` setting allows, and never those of a
-masked, denied or PII-like column. Every call is audited (size and hash of the prompt, the columns it names). Its answer must be JSON; every spec is validated against the `features` skill's FeatureSpec schema and the
-catalog, and anything invalid is dropped (the race and the paired test judge the rest). Any failure of the call
-leaves the loop with its rule-based candidates: an LLM is an extra, never a dependency.
+The LLM sees what the rules see and nothing more: table and column names and types from the principal's catalog, the
+model's target, features and top drivers, and the worst residual slices (column, lift, count). It never sees rows; it
+sees a slice's level or bin edges only when the `llm_send_values` setting allows, and never those of a masked, denied or
+PII-like column. Every call is audited (size and hash of the prompt, the columns it names). Its answer must be JSON;
+every spec is validated against the FeatureSpec schema (`skills.feature_specs`) and the catalog, and anything invalid is
+dropped (the race and the paired test judge the rest). Any failure of the call leaves the loop with its rule-based
+candidates: an LLM is an extra, never a dependency.
 """
 from __future__ import annotations
 
@@ -76,7 +77,7 @@ def prompt_text(o: Orientation, catalog: Mapping[str, Mapping[str, str]], model:
 
 def _spec_ok(spec: Any, o: Orientation, catalog: Mapping[str, Mapping[str, str]]) -> bool:
     """Schema-valid, and naming only tables/columns the principal may see (related tables or base columns)."""
-    from skills.library.features import ArithmeticSpec, EncodeSpec, FeatureSpec
+    from skills.feature_specs import ArithmeticSpec, EncodeSpec, FeatureSpec
 
     try:
         parsed = TypeAdapter(FeatureSpec).validate_python(spec)

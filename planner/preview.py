@@ -14,9 +14,9 @@ from sqlglot import exp
 from planner.budget import plan_costs
 from planner.catalog import Catalog, lookup
 from planner.validate import step_reads
-from skills.library.query import DIALECT
 from skills.plan import Plan, Step
 from skills.registry import Registry
+from skills.sql import DIALECT
 
 if TYPE_CHECKING:
     from governance import Engine, Principal
@@ -129,9 +129,10 @@ def preview(plan: Plan, registry: Registry, catalog: Catalog | None = None,
             reads={t: None if c is None else sorted(c) for t, c in reads.items()}, trials=trials, rounds=rounds,
             rows=n, cost=rounds * n if rounds and n is not None else None))
     spent = [s.cost for s in out if s.rounds]
+    known = [c for c in spent if c is not None]
     return Preview(goal=plan.goal, steps=out, total_rounds=sum(s.rounds for s in out),
                    total_trials=sum(s.trials for s in out),
-                   estimated_cost=sum(spent) if spent and None not in spent else None,  # type: ignore[arg-type]
+                   estimated_cost=sum(known) if known and len(known) == len(spent) else None,
                    notes=list(plan.metadata.get("notes", [])), flags=list(plan.metadata.get("flags", [])),
                    written_by=(plan.metadata.get("llm_model") or "?") if plan.metadata.get("planner") == "llm"
                    else None, llm_notes=list(plan.metadata.get("llm_notes", [])))

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
 
+from planner.audit import record_problems
 from planner.budget import Budget, fit_rounds, step_cost
 from planner.catalog import (
     Catalog,
@@ -39,11 +40,10 @@ from planner.errors import PlanError
 from planner.rules_features import Spec, feature_specs
 from planner.rules_injection import flag_injection
 from planner.rules_intent import Intent, Task, parse_intent
-from planner.audit import record_problems
 from planner.validate import validate_plan
-from skills.library.query import DIALECT
 from skills.plan import Plan, Ref, Step
 from skills.registry import Registry, SkillSpec, default_registry
+from skills.sql import DIALECT
 
 if TYPE_CHECKING:
     from governance import Engine, Principal

@@ -14,17 +14,17 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Union
 
 import sqlglot
-from sqlglot.errors import SqlglotError
 from pydantic import BaseModel, ValidationError
 from sqlglot import exp
+from sqlglot.errors import SqlglotError
 
 from planner.budget import Budget, literal_input, plan_costs
 from planner.catalog import Catalog, close_matches, lookup
 from planner.errors import PlanProblem
 from skills.errors import SkillError
-from skills.library.query import DIALECT, Reads, merge_reads, parse_sql, sql_reads
 from skills.plan import Plan, Ref, Step, as_ref
 from skills.registry import Registry, SkillSpec
+from skills.sql import DIALECT, Reads, merge_reads, parse_sql, sql_reads
 from skills.types import ModelArtifact, TableArtifact
 
 _SQL_FIELDS = frozenset({"sql", "base_sql", "query"})

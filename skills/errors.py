@@ -1,4 +1,5 @@
-"""The one error base class of the skills package."""
+"""The errors of the skills layer: `SkillError` (a skill could not do its work) and `ExecutionError` (a plan could
+not be run; raised by the executor and by readers of run results)."""
 from __future__ import annotations
 
 from typing import Any
@@ -22,3 +23,20 @@ class SkillError(Exception):
 
 class SkillRegistrationError(SkillError):
     """A skill definition is wrong; raised at import time so bad skills never reach a plan."""
+
+
+class ExecutionError(Exception):
+    """A plan could not be run. `step`/`field` say where; `hint` says how to fix it; `fields` carry more detail."""
+
+    def __init__(self, message: str, *, step: str | None = None, field: str | None = None, hint: str | None = None,
+                 **fields: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.step = step
+        self.field = field
+        self.hint = hint
+        self.fields = fields
+
+    def __str__(self) -> str:
+        suffix = f" Hint: {self.hint}" if self.hint else ""
+        return f"{self.message}{suffix}"

@@ -70,12 +70,12 @@ class Registry:
 
     def add(self, spec: SkillSpec) -> None:
         existing = self._skills.get(spec.name)
-        if existing is not None and existing.fn is not spec.fn:
-            if (existing.fn.__module__, existing.fn.__qualname__) != (spec.fn.__module__, spec.fn.__qualname__):
-                raise SkillRegistrationError(
-                    f"skill {spec.name!r} is registered twice ({existing.fn.__module__} and {spec.fn.__module__})",
-                    hint="give one of them another name with @skill(name=...)",
-                )
+        if existing is not None and existing.fn is not spec.fn and \
+                (existing.fn.__module__, existing.fn.__qualname__) != (spec.fn.__module__, spec.fn.__qualname__):
+            raise SkillRegistrationError(
+                f"skill {spec.name!r} is registered twice ({existing.fn.__module__} and {spec.fn.__module__})",
+                hint="give one of them another name with @skill(name=...)",
+            )
         self._skills[spec.name] = spec
 
     def get(self, name: str) -> SkillSpec:

@@ -16,80 +16,33 @@ import difflib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlglot import exp
 
 from skills.context import SkillContext
 from skills.errors import SkillError
-from skills.library.query import DIALECT, Reads, cap_rows, merge_reads, parse_sql, save_table, sql_reads
+from skills.feature_specs import (
+    ArithmeticSpec,
+    EncodeSpec,
+    FeatureSpec,
+    LagSpec,
+    RelatedSpec,
+    TrendSpec,
+    WindowSpec,
+)
+from skills.library.query import save_table
 from skills.registry import skill
+from skills.sql import DIALECT, Reads, cap_rows, merge_reads, parse_sql, sql_reads
 from skills.types import TableArtifact
 
 BASE = "__base"  # CTE holding the base query
 ROW = "__b"      # alias of the base row a feature is computed for
 REL = "__r"      # alias of the related table inside a correlated subquery
 MAX_ONE_HOT_LEVELS = 20
-_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"  # also a valid xgboost feature name (no [, ] or <)
 _NUMERIC = re.compile(r"^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|UHUGEINT|"
                       r"FLOAT|REAL|DOUBLE|DECIMAL|NUMERIC|INT\d*|FLOAT\d*)", re.IGNORECASE)
 _TEMPORAL = re.compile(r"^(DATE|TIMESTAMP)", re.IGNORECASE)
-
-
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(pattern=_NAME, description="name of the new column")
-
-
-class _RelatedSpec(_Spec):
-    table: str = Field(description="related table with one row per entity and time")
-    key: str = Field(description="column of the related table that matches the base query's key")
-    time: str = Field(description="DATE/TIMESTAMP column of the related table")
-    column: str = Field(description="column to aggregate")
-
-
-class WindowSpec(_RelatedSpec):
-    """Aggregate of `column` over related rows with time in [cutoff - offset - window, cutoff - offset)."""
-
-    kind: Literal["window"] = "window"
-    agg: Literal["avg", "sum", "min", "max", "count", "stddev"] = "avg"
-    window_days: int | None = Field(default=90, gt=0, description="window length; null = all history")
-    offset_days: int = Field(default=0, description="gap between the window's end and the cutoff (>= 0)")
-
-
-class LagSpec(_RelatedSpec):
-    """Value of `column` in the `periods`-th most recent related row before the cutoff."""
-
-    kind: Literal["lag"] = "lag"
-    periods: int = Field(default=1, description="1 = the last row before the cutoff")
-
-
-class TrendSpec(_RelatedSpec):
-    """Average of `column` over the last `window_days` before the cutoff minus its average over earlier history."""
-
-    kind: Literal["trend"] = "trend"
-    window_days: int = Field(default=90, gt=0)
-
-
-class ArithmeticSpec(_Spec):
-    """`left` (op) `right` over base columns or earlier features; a ratio is null where `right` is 0."""
-
-    kind: Literal["ratio", "difference", "sum", "product"]
-    left: str
-    right: str
-
-
-class EncodeSpec(_Spec):
-    """Category encoding of a base column: share of rows with the same value, or one 0/1 column per frequent level."""
-
-    kind: Literal["encode"] = "encode"
-    column: str
-    method: Literal["frequency", "one_hot"] = "frequency"
-
-
-RelatedSpec = WindowSpec | LagSpec | TrendSpec
-FeatureSpec = Annotated[WindowSpec | LagSpec | TrendSpec | ArithmeticSpec | EncodeSpec, Field(discriminator="kind")]
 
 
 class FeaturesInput(BaseModel):

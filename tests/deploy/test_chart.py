@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from governance import load_policies
-from planner.settings import Settings
+from service.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 CHART_DIR = REPO / "deploy" / "helm" / "agentml"

@@ -69,10 +69,7 @@ def pg_store_url(new_pg_database: Callable[[str], AbstractContextManager[str]]) 
 @pytest.fixture(params=["sqlite", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStore]:
     """A run store on a SQLite file, then on real PostgreSQL."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'runs.db'}"
-    else:
-        url = request.getfixturevalue("pg_store_url")
+    url = f"sqlite:///{tmp_path / 'runs.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_store_url")
     run_store = RunStore(url)
     yield run_store
     run_store.close()

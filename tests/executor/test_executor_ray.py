@@ -109,7 +109,8 @@ def test_ensure_ray_keeps_an_existing_connection(ray_cluster):
 
 def test_ray_init_options(monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    assert ray_init_options(num_cpus=2) == {"address": "local", "num_cpus": 2, "include_dashboard": True, "log_to_driver": False}
+    assert ray_init_options(num_cpus=2) == {"address": "local", "num_cpus": 2, "include_dashboard": True,
+                                            "log_to_driver": False}
     assert ray_init_options("10.0.0.1:6379")["address"] == "10.0.0.1:6379"
     monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")
     assert ray_init_options()["address"] == "ray://head:10001"

@@ -119,7 +119,7 @@ def _counter(rows: Sequence[Sequence[Any]]) -> Counter[Row]:
 def arrow_outcome(table: pa.Table) -> Outcome:
     """Rows of an Arrow result, by position (duplicate column names such as `c.id, o.id` are kept)."""
     columns = [column.to_pylist() for column in table.columns]
-    rows = list(zip(*columns)) if columns else []
+    rows = list(zip(*columns, strict=False)) if columns else []
     return Outcome("rows", _counter(rows), width=table.num_columns)
 
 

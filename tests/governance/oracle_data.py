@@ -36,7 +36,8 @@ class OracleTable:
     def to_arrow(self) -> pa.Table:
         """The rows as an Arrow table with the declared types."""
         schema = pa.schema([pa.field(c.name, c.arrow_type) for c in self.columns])
-        return pa.Table.from_pylist([dict(zip(self.column_names, row)) for row in self.rows], schema=schema)
+        rows = [dict(zip(self.column_names, row, strict=False)) for row in self.rows]
+        return pa.Table.from_pylist(rows, schema=schema)
 
     @property
     def column_names(self) -> list[str]:

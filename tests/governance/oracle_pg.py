@@ -26,10 +26,9 @@ from typing import Any
 
 import psycopg
 import yaml
+from oracle_data import OraclePrincipal, OracleTable
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
-
-from oracle_data import OraclePrincipal, OracleTable
 
 DATA_SCHEMA = "data"
 _PLACEHOLDER = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")

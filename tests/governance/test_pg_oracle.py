@@ -13,11 +13,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-
-from governance import Engine, PolicyViolation, Principal, load_policies
 from oracle_compare import Comparison, OracleQuery, load_queries, run_agentml, run_postgres
 from oracle_data import PRINCIPALS, OraclePrincipal, build_tables
 from oracle_pg import load_policy_yaml, pg_oracle, principal_session
+
+from governance import Engine, PolicyViolation, Principal, load_policies
 
 pytestmark = pytest.mark.postgres
 

@@ -6,8 +6,18 @@ from typing import Any
 import pytest
 
 from planner.catalog import (
-    column_kind, cutoff_column, entity_key, is_event_table, is_key_like, is_pii_like, leakage_columns,
-    non_feature_columns, related_tables, singular, time_columns, words,
+    column_kind,
+    cutoff_column,
+    entity_key,
+    is_event_table,
+    is_key_like,
+    is_pii_like,
+    leakage_columns,
+    non_feature_columns,
+    related_tables,
+    singular,
+    time_columns,
+    words,
 )
 from planner.rules_intent import parse_intent
 

@@ -67,6 +67,11 @@ def _plan() -> Plan:
     ])
 
 
+def _runner(engine: Engine, artifacts: ArtifactStore, store: RunStore) -> Any:
+    """How the loop runs each extension: the executor, governed as the analyst (what the service passes)."""
+    return lambda plan: run_plan(plan, ANALYST, engine=engine, artifacts=artifacts, store=store, prompt=plan.goal)
+
+
 def _improve(tmp_path: Any, useful: bool) -> Any:
     engine = Engine(policies_from_dict(POLICIES), threads=1)
     for name, table in _world(useful).items():
@@ -76,7 +81,7 @@ def _improve(tmp_path: Any, useful: bool) -> Any:
     first = run_plan(plan, ANALYST, engine=engine, artifacts=artifacts, store=store)
     assert first.status == "succeeded", first.steps
     result = improve(plan, first, engine=engine, principal=ANALYST, catalog=engine.catalog(ANALYST),
-                     artifacts=artifacts, store=store, iterations=2, config=LoopConfig(**vars(CONFIG)))
+                     execute=_runner(engine, artifacts, store), iterations=2, config=LoopConfig(**vars(CONFIG)))
     return first, result
 
 
@@ -123,7 +128,7 @@ def test_a_table_without_an_entity_key_stops_the_loop_with_a_reason(ray_cluster:
     first = run_plan(plan, ANALYST, engine=engine, artifacts=artifacts, store=store)
     assert first.status == "succeeded", first.steps
     res = improve(plan, first, engine=engine, principal=ANALYST, catalog=engine.catalog(ANALYST),
-                  artifacts=artifacts, store=store, iterations=2, config=LoopConfig(**vars(CONFIG)))
+                  execute=_runner(engine, artifacts, store), iterations=2, config=LoopConfig(**vars(CONFIG)))
     assert res.error is None and res.iterations == [] and "no entity key" in res.stopped
     assert [s.id for s in res.plan.steps] == ["query", "train", "residuals"]  # nothing was added or run
 

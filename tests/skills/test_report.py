@@ -153,13 +153,14 @@ def test_report_never_shows_what_the_analyst_may_not_see(tmp_path):
 
 
 def test_ooda_candidates_are_drawn_with_the_accepted_one_highlighted(analysis):
-    # the rows `planner.ooda_session.iteration_rows` writes: one per candidate group and iteration
+    # the rows `service.session.iteration_rows` writes: one per candidate group and iteration
     rows = [{"iteration": 1, "candidates": "billing_amount_spread", "score": 0.9092, "accepted": True},
             {"iteration": 1, "candidates": "billing_amount_avg", "score": 0.8897, "accepted": False},
             {"iteration": 2, "candidates": "ratios_tenure", "score": None, "accepted": False}]
     ctx = analysis["ctx"]
     doc = ctx.artifacts.get_bytes(report(ctx, ReportInput(title="t", iterations=rows)).uri).decode()
     svg = doc[doc.index("<svg"):doc.index("</svg>")]
-    assert "Feature race" in svg and doc.count("<svg") == 1 and "1: billing_amount_spread" in doc and "1: billing_amount_avg" in doc
+    assert "Feature race" in svg and doc.count("<svg") == 1
+    assert "1: billing_amount_spread" in doc and "1: billing_amount_avg" in doc
     assert "2: ratios_tenure" not in svg  # no score, no bar
     assert svg.count("fill: #c05621") == 1 and svg.count("fill: #2b6cb0") == 1  # accepted orange, the other blue

@@ -1,0 +1,145 @@
+"""Runs: start one (a plan, or a prompt planned first), list, inspect, cancel, follow its events, read its report."""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import HTMLResponse, PlainTextResponse
+from sse_starlette import EventSourceResponse
+
+from executor import RunResult, RunStatus, RunStore
+from service.api.deps import RunDep, ServicesDep, UserDep
+from service.api.errors import ERROR_RESPONSES, ApiError, ErrorBody
+from service.api.models import (
+    TEXT,
+    EventList,
+    RunCreated,
+    RunDetail,
+    RunList,
+    RunRequest,
+    RunSummary,
+)
+from service.api.planning import check_plan, make_plan
+from service.api.runner import FINISHED
+from service.api.views import detail, links, summaries, summary
+
+router = APIRouter(prefix="/v1/runs", tags=["runs"], responses={
+    **ERROR_RESPONSES, 403: {"model": ErrorBody, "description": "another user's run"},
+    404: {"model": ErrorBody, "description": "no such run"}})
+
+POLL_S = 0.5
+MAX_STREAM_S = 15 * 60  # then the client reconnects with Last-Event-ID (EventSource does it by itself)
+# reports are built from governed outputs and escaped; the CSP makes sure no script could ever run in them
+REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'"
+
+
+@router.post("", status_code=202, response_model=RunCreated, summary="Start a run of a plan or a prompt",
+             responses={409: {"model": ErrorBody}, 503: {"model": ErrorBody, "description": "Ray unavailable"}})
+def create_run(body: RunRequest, user: UserDep, services: ServicesDep) -> RunCreated:
+    """Validate the plan (or plan the prompt), record the run as queued and start it; returns at once.
+    The run runs as the caller's principal, whatever the plan or the prompt says."""
+    if body.plan is not None:
+        plan = check_plan(services, user, body.plan, body.budget)
+    else:
+        plan, _ = make_plan(services, user, body.prompt or "", target=body.target, budget=body.budget,
+                            planner=body.planner)
+    run_id = services.store.create_run(plan, user.principal, prompt=body.prompt or plan.goal,
+                                       backend=services.runner.name)
+    services.runner.submit(run_id, iterations=body.iterations)
+    return RunCreated(id=run_id, status="queued", links=links(run_id))
+
+
+@router.get("", response_model=RunList, summary="Runs, newest first (yours; admins: everyone's)")
+def list_runs(user: UserDep, services: ServicesDep,
+              owner: Annotated[str | None, Query(alias="user", min_length=1, max_length=200, pattern=TEXT,
+                                                 description="only this user's runs (admins)")] = None,
+              status: RunStatus | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 100) -> RunList:
+    if owner is not None and not user.may_see(owner):
+        raise ApiError(403, "forbidden", "only admins may list another user's runs", hint="leave `user` out")
+    who = owner if user.admin else user.user
+    return RunList(runs=summaries(services.store.list_runs(who, status=status, limit=limit)))
+
+
+@router.get("/{run_id}", response_model=RunDetail, summary="A run: status per step, metrics, outputs, Ray job")
+def get_run(run: RunDep, services: ServicesDep) -> RunDetail:
+    return detail(run, services.runner.job(run))
+
+
+@router.post("/{run_id}/cancel", status_code=202, response_model=RunSummary, summary="Stop a queued or running run",
+             responses={409: {"model": ErrorBody, "description": "the run already ended"}})
+def cancel_run(run: RunDep, user: UserDep, services: ServicesDep) -> RunSummary:
+    """Steps stop at their next progress report (Ray jobs: the job is stopped); finished steps are kept."""
+    services.runner.cancel(run, by=user.user)
+    return summary(services.store.get_run(run.id))
+
+
+@router.get("/{run_id}/logs", response_class=PlainTextResponse, summary="The run's log (Ray job: the driver's output)",
+            responses={200: {"content": {"text/plain": {}}}})
+def run_logs(run: RunDep, services: ServicesDep) -> PlainTextResponse:
+    return PlainTextResponse(services.runner.logs(run))
+
+
+@router.get("/{run_id}/report", response_class=HTMLResponse, summary="The run's HTML report",
+            responses={200: {"content": {"text/html": {}}}})
+def run_report(run: RunDep, services: ServicesDep) -> HTMLResponse:
+    """The self-contained HTML report written by the run's report step."""
+    uri = _report_uri(run)
+    try:
+        body = services.artifacts.get_bytes(uri)
+    except (OSError, ValueError):
+        raise ApiError(404, "not_found", f"the report of run {run.id} is no longer in the artifact store",
+                       hint="run the plan again to rebuild it") from None
+    return HTMLResponse(body, headers={"Content-Security-Policy": REPORT_CSP})
+
+
+def _report_uri(run: RunResult) -> str:
+    for step in reversed(list(run.steps.values())):
+        uri = (step.outputs or {}).get("uri")
+        if step.skill == "report" and step.status == "succeeded" and isinstance(uri, str):
+            return uri
+    raise ApiError(404, "not_found", f"run {run.id} has no report (yet)",
+                   hint="a plan writes one with a `report` step; wait until it succeeded")
+
+
+@router.get("/{run_id}/events", summary="Step and trial progress as server-sent events",
+            response_model=EventList,
+            responses={200: {"content": {"text/event-stream": {}, "application/json": {}},
+                             "description": "SSE: one `RunEvent` per message (`id` = seq, `event` = kind), then "
+                                            "`end`; with stream=false, the events so far as JSON"}})
+def run_events(run: RunDep, services: ServicesDep, request: Request,
+               after: Annotated[int, Query(ge=0, le=2**31 - 1, description="only events with seq > after")] = 0,
+               stream: Annotated[bool, Query(description="false: answer the events so far as JSON")] = True,
+               last_event_id: Annotated[str | None, Header(max_length=20, pattern=r"^\d*$")] = None) -> Any:
+    """The run's append-only event log; the stream resumes after `Last-Event-ID` and ends when the run has."""
+    start = max(after, int(last_event_id or 0))
+    if not stream:
+        return EventList(events=services.store.events(run.id, after_seq=start))
+    return EventSourceResponse(_stream(services.store, run.id, start, request), ping=15)
+
+
+def _ended(run: RunResult) -> bool:
+    """Finished, and no OODA loop still extending it (its iterations arrive as `ooda` events)."""
+    ooda = run.result.get("ooda")
+    return run.status in FINISHED and not (isinstance(ooda, dict) and ooda.get("status") == "running")
+
+
+async def _stream(store: RunStore, run_id: str, after: int, request: Request) -> AsyncIterator[dict[str, str]]:
+    deadline = time.monotonic() + MAX_STREAM_S
+    ended_at: float | None = None
+    while time.monotonic() < deadline and not await request.is_disconnected():
+        run = await anyio.to_thread.run_sync(store.get_run, run_id)
+        events = await anyio.to_thread.run_sync(store.events, run_id, after)
+        for ev in events:
+            after = ev.seq
+            yield {"id": str(ev.seq), "event": ev.kind, "data": ev.model_dump_json()}
+        if _ended(run):
+            # the final event is written just after the final status: read once more after a poll, then end
+            if ended_at is not None and not events:
+                yield {"event": "end", "data": json.dumps({"status": run.status})}
+                return
+            ended_at = ended_at or time.monotonic()
+        await anyio.sleep(POLL_S)

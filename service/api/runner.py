@@ -1,0 +1,315 @@
+"""Where the API's runs execute: in this process (`LocalRunner`, the default) or as Ray jobs (`RayJobRunner`).
+
+Both start from a run the route recorded as "queued" in the run store, and both leave the store telling the truth:
+
+- LocalRunner: one thread per run (at most `max_concurrent` running), `executor.run_plan` with the run's id. When the
+  API stops, its unfinished runs end "interrupted" with their finished steps kept; when it was killed, the next API
+  process marks them so at start (their owner process is gone).
+- RayJobRunner: `executor.jobs` submits one job per run; the job writes to the store itself. A tracker thread reads
+  job states back and settles runs whose job ended without saying so (stopped, crashed, lost). A restarted API simply
+  keeps tracking: the job never depended on it.
+
+Cancel requests are events in the store (`cancel_requested`), so any API replica may accept them: the process that
+runs the run sees the event and stops it.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Protocol, get_args
+
+from executor import ExecutionError, JobConfig, JobInfo, RayJobs, RunResult, RunStatus, RunStore, job_id_for, run_plan
+from governance import Principal
+from service.api.errors import ApiError
+from service.jobs import improve_run
+from skills.plan import Plan
+
+if TYPE_CHECKING:
+    from governance import Engine
+    from skills.artifacts import ArtifactStore
+    from skills.registry import Registry
+
+log = logging.getLogger("agentml.api.runner")
+FINISHED: frozenset[str] = frozenset(get_args(RunStatus)) - {"queued", "running"}
+CANCEL_EVENT = "cancel_requested"
+
+
+class Runner(Protocol):
+    """Starts, stops and describes runs recorded in the store."""
+
+    name: str
+
+    def start(self) -> None: ...
+
+    def submit(self, run_id: str, *, iterations: int = 0) -> None: ...
+
+    def cancel(self, run: RunResult, by: str) -> None: ...
+
+    def job(self, run: RunResult) -> JobInfo | None: ...
+
+    def logs(self, run: RunResult) -> str: ...
+
+    def close(self) -> None: ...
+
+
+def settle(store: RunStore, run: RunResult, status: RunStatus, error: str, hint: str) -> None:
+    """End a run that its driver could not end: unfinished steps become cancelled (or failed / skipped)."""
+    now = datetime.now(UTC)
+    for step in run.steps.values():
+        if step.status == "running":
+            store.update_step(run.id, step.id, "cancelled" if status == "cancelled" else "failed", finished=now,
+                              error=error, hint=hint)
+        elif step.status == "pending":
+            store.update_step(run.id, step.id, "cancelled" if status == "cancelled" else "skipped", error=error)
+    store.finish_run(run.id, status, error=error, hint=hint, result=run.result)
+    store.append_event(run.id, "run", message=error, data={"status": status})
+
+
+def event_log(store: RunStore, run_id: str) -> str:
+    """A run's events as log lines (what in-process runs have instead of a job's stdout)."""
+    return "".join(f"{e.time.isoformat(timespec='seconds')} {e.kind:<9} {e.step or '-':<14} {e.message}\n"
+                   for e in store.events(run_id))
+
+
+def request_cancel(store: RunStore, run: RunResult, by: str) -> None:
+    """Record a cancel request; refuse it for a run that has already ended."""
+    if run.status in FINISHED:
+        raise ExecutionError(f"run {run.id} already ended ({run.status})", hint="start a new run instead")
+    store.append_event(run.id, CANCEL_EVENT, message=f"cancel requested by {by}", data={"by": by})
+
+
+# ------------------------------------------------------------------------------------------------ in this process
+
+
+@dataclass
+class _Active:
+    thread: threading.Thread
+    cancel: threading.Event = field(default_factory=threading.Event)
+    seen_seq: int = 0
+    by_user: bool = False
+    started: bool = False  # holds a run slot; until then a cancel ends the run at once
+    dropped: bool = False  # cancelled while waiting for a slot: nothing left to run
+
+
+class LocalRunner:
+    """Runs plans in background threads of the API process (local Ray starts when a step needs it)."""
+
+    name = "local"
+
+    def __init__(self, store: RunStore, engine: Callable[[], Engine], artifacts: ArtifactStore, registry: Registry,
+                 *, max_concurrent: int = 2, ray_address: str | None = None, poll_s: float = 1.0,
+                 grace_s: float = 15.0) -> None:
+        self.store = store
+        self._engine = engine
+        self.artifacts = artifacts
+        self.registry = registry
+        self.ray_address = ray_address
+        self._slots = threading.BoundedSemaphore(max_concurrent)
+        self._active: dict[str, _Active] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._poll_s = poll_s
+        self._grace_s = grace_s
+
+    def start(self) -> None:
+        """Mark the runs of dead API processes interrupted, and watch for cancel requests."""
+        interrupted = self.store.mark_interrupted(reason="the API process running it stopped")
+        if interrupted:
+            log.warning("marked %d run(s) of a stopped API process interrupted: %s", len(interrupted), interrupted)
+        threading.Thread(target=self._watch, name="agentml-cancel-watch", daemon=True).start()
+
+    def submit(self, run_id: str, *, iterations: int = 0) -> None:
+        thread = threading.Thread(target=self._run, args=(run_id, iterations), name=f"agentml-run-{run_id}",
+                                  daemon=True)  # a killed API must not wait for its runs: restart marks them
+        with self._lock:
+            self._active[run_id] = _Active(thread)
+        thread.start()
+
+    def _run(self, run_id: str, iterations: int) -> None:
+        active = self._active[run_id]
+        try:
+            with self._slots:
+                with self._lock:
+                    active.started = not active.dropped
+                if self._stop.is_set() or active.dropped:
+                    return  # closing (close() marks the still-queued run interrupted), or cancelled while queued
+                self._execute(run_id, active.cancel, iterations)
+        except Exception as exc:  # whatever happened, the run must not stay queued or running
+            log.exception("run %s failed outside its steps", run_id)
+            self._fail(run_id, exc)
+        finally:
+            with self._lock:
+                self._active.pop(run_id, None)
+
+    def _execute(self, run_id: str, cancel: threading.Event, iterations: int) -> None:
+        record = self.store.get_run(run_id)
+        plan = Plan.model_validate(record.plan)
+        principal = Principal.model_validate(record.principal or {"user": record.user})
+        engine = self._engine()
+        try:
+            result = run_plan(plan, principal, engine=engine, artifacts=self.artifacts, store=self.store,
+                              registry=self.registry, run_id=run_id, cancel=cancel, prompt=record.prompt,
+                              ray_address=self.ray_address)
+        except ExecutionError:
+            return  # the plan could not start; run_plan recorded it as failed with the reason
+        if iterations > 0 and result.status == "succeeded" and not cancel.is_set():
+            improve_run(self.store, result, plan, principal, engine, self.artifacts, self.registry, iterations)
+
+    def _fail(self, run_id: str, exc: Exception) -> None:
+        run = self.store.get_run(run_id)
+        if run.status not in FINISHED:
+            message = getattr(exc, "message", None) or f"the run could not start ({type(exc).__name__})"
+            settle(self.store, run, "failed", message, getattr(exc, "hint", None) or "see the API server's log")
+
+    def cancel(self, run: RunResult, by: str) -> None:
+        """Stop the run here if it runs here; else the process that runs it sees the request in the store."""
+        request_cancel(self.store, run, by)
+        with self._lock:
+            active = self._active.get(run.id)
+            queued = active is not None and not active.started
+            if active is not None and queued:
+                active.dropped = True
+        if active is not None:
+            active.by_user = True
+            active.cancel.set()
+            if queued:  # it never got a slot: end it now rather than when a slot frees up
+                settle(self.store, self.store.get_run(run.id), "cancelled", f"cancelled by {by} before it started",
+                       "start the run again")
+        elif self.store.mark_interrupted(reason="the API process running it stopped"):
+            log.info("run %s had no live process", run.id)
+
+    def _watch(self) -> None:
+        """Cancel requests written by other replicas reach the runs of this one."""
+        while not self._stop.wait(self._poll_s):
+            with self._lock:
+                active = list(self._active.items())
+            for run_id, entry in active:
+                try:
+                    events = self.store.events(run_id, after_seq=entry.seen_seq)
+                except Exception:
+                    log.exception("cannot read the events of run %s", run_id)
+                    continue
+                entry.seen_seq = events[-1].seq if events else entry.seen_seq
+                if any(e.kind == CANCEL_EVENT for e in events):
+                    entry.by_user = True
+                    entry.cancel.set()
+
+    def job(self, run: RunResult) -> JobInfo | None:
+        return None
+
+    def logs(self, run: RunResult) -> str:
+        return event_log(self.store, run.id)
+
+    def close(self) -> None:
+        """Stop every run of this process; they end "interrupted" (the API stopped), finished steps kept."""
+        self._stop.set()
+        with self._lock:
+            active = dict(self._active)
+        for entry in active.values():
+            entry.cancel.set()
+        for entry in active.values():
+            entry.thread.join(timeout=self._grace_s)
+        for run_id, entry in active.items():
+            if not entry.by_user:
+                self._interrupted(run_id)
+
+    def _interrupted(self, run_id: str) -> None:
+        reason = "the API stopped while the run was running"
+        run = self.store.get_run(run_id)
+        if run.status == "cancelled":  # our own stop signal ended it: say what really happened
+            self.store.update_run(run_id, status="interrupted", error=f"interrupted: {reason}",
+                                  hint="finished steps are kept; run the plan again to finish it")
+            self.store.append_event(run_id, "run_interrupted", message=reason)
+        elif run.status not in FINISHED:
+            self.store.mark_interrupted([run_id], reason=reason)
+
+
+# ------------------------------------------------------------------------------------------------ as Ray jobs
+
+
+class RayJobRunner:
+    """Every run is a Ray job; a tracker thread reads job states back into the store."""
+
+    name = "ray-job"
+
+    def __init__(self, store: RunStore, jobs: RayJobs, config: JobConfig, *, poll_s: float = 1.0,
+                 lost_after_s: float = 120.0) -> None:
+        self.store = store
+        self.jobs = jobs
+        self.config = config
+        self._poll_s = poll_s
+        self._lost_after_s = lost_after_s
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        """Track every unfinished job run, also those a previous API process submitted."""
+        threading.Thread(target=self._track, name="agentml-job-tracker", daemon=True).start()
+
+    def submit(self, run_id: str, *, iterations: int = 0) -> None:
+        job_id = job_id_for(run_id)
+        self.store.update_run(run_id, job_id=job_id)  # before submitting: a crash in between leaves a trace
+        try:
+            self.jobs.submit(run_id, self.config, extra=["--iterations", str(iterations)] if iterations else [])
+        except ExecutionError as exc:
+            log.warning("submitting run %s failed: %s", run_id, exc)
+            settle(self.store, self.store.get_run(run_id), "failed", exc.message, exc.hint or "")
+            raise ApiError(503, "ray_unavailable", exc.message, hint=exc.hint) from None
+        self.store.append_event(run_id, "job", message=f"submitted as Ray job {job_id}", data={"job_id": job_id})
+
+    def cancel(self, run: RunResult, by: str) -> None:
+        request_cancel(self.store, run, by)
+        if run.job_id is not None:
+            self.jobs.stop(run.job_id)  # SIGTERM: the job records "cancelled"; the tracker settles the rest
+
+    def job(self, run: RunResult) -> JobInfo | None:
+        if run.job_id is None:
+            return None
+        try:
+            return self.jobs.info(run.job_id)
+        except ExecutionError:
+            return JobInfo(run.job_id, "PENDING", "the Ray cluster does not answer")
+
+    def logs(self, run: RunResult) -> str:
+        if run.job_id is None:
+            return event_log(self.store, run.id)
+        return self.jobs.logs(run.job_id)
+
+    def close(self) -> None:
+        self._stop.set()  # the jobs keep running: the next API process tracks them
+
+    def _track(self) -> None:
+        while not self._stop.wait(self._poll_s):
+            try:
+                self.track_once()
+            except Exception:
+                log.exception("tracking Ray jobs failed; retrying")
+
+    def track_once(self) -> None:
+        """Settle every unfinished job run whose job has ended (or that Ray has lost)."""
+        for status in ("queued", "running"):
+            for run in self.store.list_runs(status=status, limit=500):
+                if run.job_id is not None:
+                    self._reconcile(run)
+
+    def _reconcile(self, run: RunResult) -> None:
+        info = self.jobs.info(run.job_id or "")
+        if info is None:
+            age = (datetime.now(UTC) - run.created).total_seconds()
+            if age > self._lost_after_s:
+                settle(self.store, self.store.get_run(run.id), "failed", f"Ray has no job {run.job_id}",
+                       "the cluster may have restarted; run the plan again")
+            return
+        if not info.finished:
+            return
+        fresh = self.store.get_run(run.id)  # read after the job ended: whatever it wrote is visible now
+        if fresh.status in FINISHED:
+            return
+        if info.status == "STOPPED":
+            settle(self.store, fresh, "cancelled", "the run was cancelled (its Ray job was stopped)",
+                   "start the run again to finish it")
+        else:
+            settle(self.store, fresh, "failed", f"the Ray job ended {info.status}: {info.message}"[:500],
+                   f"read the job's logs: GET /v1/runs/{run.id}/logs")

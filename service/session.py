@@ -1,0 +1,232 @@
+"""One whole session, as `agentml run` and `agentml demo` do it: run the plan, improve it in the OODA loop, write a
+final report, and leave `plan.json`, `result.json`, `report.html` and the model in an output folder.
+
+Nothing here talks to a terminal: the CLI passes a progress callback and reads the `SessionResult`.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from planner.ooda import TRAIN_SKILLS, LoopConfig, OodaResult, improve, inline_outputs, last_step, step_outputs
+from skills.plan import Plan, Ref, Step
+
+if TYPE_CHECKING:
+    from executor import RunEvent, RunResult, RunStore
+    from governance import Engine, Principal
+    from planner.budget import Budget
+    from skills.artifacts import ArtifactStore
+    from skills.context import RuntimeSettings
+    from skills.registry import Registry
+
+REPORT_STEP = "final_report"
+Backend = Literal["local", "ray"]
+
+
+@dataclass
+class SessionResult:
+    """How a session ended: the first run, the loop, the files written and the summary (`result.json`)."""
+
+    first: RunResult
+    ooda: OodaResult | None
+    summary: dict[str, Any]
+    out: Path
+    failed: str | None = None
+    failed_kind: str | None = None  # error type of the failed step (PolicyViolation, SkillError, ...)
+
+    @property
+    def report_path(self) -> Path:
+        return self.out / "report.html"
+
+
+@dataclass
+class SessionEnv:
+    """Where and how a session runs: principal, governed engine, artifact store, run store, runtime settings."""
+
+    principal: Principal
+    engine: Engine
+    artifacts: ArtifactStore
+    store: RunStore
+    settings: RuntimeSettings | None = None
+    on_progress: Callable[[RunEvent], None] | None = None
+    backend: Backend = "local"
+    registry: Registry | None = None
+
+    def run(self, plan: Plan) -> RunResult:
+        """Run `plan` governed as the principal (the first run, each OODA extension, the final report)."""
+        from executor import run_plan
+
+        return run_plan(plan, self.principal, engine=self.engine, backend=self.backend, artifacts=self.artifacts,
+                        store=self.store, settings=self.settings, on_progress=self.on_progress, prompt=plan.goal,
+                        registry=self.registry)
+
+
+# ------------------------------------------------------------------------------------------------------ summary
+
+
+def _cv_metric(evaluate: Mapping[str, Any]) -> tuple[str | None, float | None]:
+    name = evaluate.get("metric_name")
+    value = (evaluate.get("cv_metrics") or {}).get(name, evaluate.get("metric_value"))
+    return name, value
+
+
+def _role_outputs(plan: Plan, outputs: Mapping[str, Mapping[str, Any]], skills: tuple[str, ...]) -> dict[str, Any]:
+    sid = last_step(plan, skills, outputs)
+    return dict(outputs[sid]) if sid else {}
+
+
+def iteration_rows(ooda: OodaResult | None) -> list[dict[str, Any]]:
+    """One flat row per candidate and iteration, for the report's table."""
+    rows = []
+    for it in ooda.iterations if ooda else []:
+        for c in it.candidates:
+            rows.append({"iteration": it.index, "candidates": c.name, "source": c.source,
+                         "score": c.race_metric, "rounds": c.race_rounds, "stopped_early": c.stopped_early,
+                         "cv_delta": c.cv_delta, "p_value": c.p_value, "accepted": c.accepted, "reason": c.reason})
+    return rows
+
+
+def _iterations_json(ooda: OodaResult | None) -> list[dict[str, Any]]:
+    out = []
+    for it in ooda.iterations if ooda else []:
+        out.append({"index": it.index, "candidates": [c.model_dump() for c in it.candidates],
+                    "accepted": it.accepted, "accepted_features": it.accepted_features,
+                    "metric_name": it.metric_name, "baseline_value": it.baseline_value,
+                    "metric_value": it.metric_value, "observed": it.observed, "why": it.why,
+                    "race": it.race, "run_ids": it.run_ids, "seconds": it.seconds})
+    return out
+
+
+def summarize(plan: Plan, first: RunResult, ooda: OodaResult | None, *, elapsed: float) -> dict[str, Any]:
+    """The `result.json` document: task, target, CV metric before and after the loop, iterations, drivers."""
+    first_out = step_outputs(first)
+    base_eval = _role_outputs(plan, first_out, ("evaluate",))
+    outputs = ooda.outputs if ooda else first_out
+    final_plan = ooda.plan if ooda else plan
+    model = _role_outputs(final_plan, outputs, TRAIN_SKILLS).get("model") or {}
+    metric_name, baseline = _cv_metric(base_eval)
+    _, final = _cv_metric(_role_outputs(final_plan, outputs, ("evaluate",)))
+    explain = _role_outputs(final_plan, outputs, ("explain",))
+    drivers = [{k: d.get(k) for k in ("feature", "importance", "direction", "summary", "level")}
+               for d in explain.get("drivers") or explain.get("importance") or []]
+    return {
+        "goal": plan.goal, "task": model.get("task"), "target": model.get("target"), "metric_name": metric_name,
+        "metric_value": final, "baseline_value": baseline, "metric_protocol": "cross-validated (evaluate skill)",
+        "iterations": _iterations_json(ooda), "accepted_features": ooda.accepted_features if ooda else [],
+        "stopped": ooda.stopped if ooda else "the OODA loop did not run", "drivers": drivers,
+        "features": model.get("features") or [], "rows": (model.get("metrics") or {}).get("rows"),
+        "run_ids": [first.id, *(r for it in (ooda.iterations if ooda else []) for r in it.run_ids)],
+        "elapsed_s": round(elapsed, 1),
+    }
+
+
+# ------------------------------------------------------------------------------------------------------- report
+
+
+def report_step(plan: Plan, roles: Mapping[str, str], ooda: OodaResult | None, metric: tuple[str | None, float | None],
+                notes: str) -> Step:
+    """The final report over the latest model, its evaluation, drivers, slices and every OODA iteration."""
+    def ref(role: str, name: str) -> dict[str, Any]:
+        return {name: Ref(step=roles[role], field=name)} if role in roles else {}
+
+    title = next((s.inputs.get("title") for s in plan.steps if s.skill == "report"), None) or plan.goal or "agentml"
+    inputs: dict[str, Any] = {"title": title, "model": Ref(step=roles["train"], field="model"),
+                              **ref("evaluate", "metrics"), **ref("evaluate", "curves"),
+                              **ref("explain", "drivers"), **ref("explain", "importance"),
+                              **ref("residuals", "slices"), **ref("residuals", "overall_error"),
+                              "iterations": iteration_rows(ooda), "notes": notes}
+    tune = next((s.id for s in plan.steps if s.skill == "tune"), None)
+    if tune:
+        inputs["trials"] = Ref(step=tune, field="trials")
+    if metric[0] is not None and metric[1] is not None:
+        inputs.update({"metric_name": f"{metric[0]} (cross-validated)", "metric_value": metric[1]})
+    return Step(id=REPORT_STEP, skill="report", inputs=inputs, description="final report with the OODA iterations")
+
+
+def _roles_of(plan: Plan, outputs: Mapping[str, Any]) -> dict[str, str]:
+    """Role -> the last finished step playing it (the final model and its evaluation, drivers and slices)."""
+    found = {role: last_step(plan, skills, outputs) for role, skills in
+             (("train", TRAIN_SKILLS), ("evaluate", ("evaluate",)), ("explain", ("explain",)),
+              ("residuals", ("residuals",)))}
+    return {role: sid for role, sid in found.items() if sid}
+
+
+def _notes(summary: Mapping[str, Any], extra: str) -> str:
+    parts = [extra] if extra else []
+    if summary.get("baseline_value") is not None:
+        parts.append(f"First model: {summary['metric_name']} {summary['baseline_value']:.4f} (cross-validated); "
+                     f"final: {summary['metric_value']:.4f}. OODA loop: {summary['stopped']}.")
+    if summary.get("accepted_features"):
+        parts.append("Accepted features: " + ", ".join(summary["accepted_features"]) + ".")
+    return " ".join(parts)
+
+
+# --------------------------------------------------------------------------------------------------------- files
+
+
+def _write_files(out: Path, plan: Plan, summary: dict[str, Any], artifacts: ArtifactStore,
+                 report: Mapping[str, Any] | None, model: Mapping[str, Any] | None) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "plan.json").write_text(plan.model_dump_json(indent=2))
+    if report and report.get("uri"):
+        (out / "report.html").write_bytes(artifacts.get_bytes(report["uri"]))
+        summary["report"] = str((out / "report.html").resolve())
+    if model and model.get("uri"):
+        (out / "model.json").write_bytes(artifacts.get_bytes(model["uri"]))
+        (out / "model_artifact.json").write_text(json.dumps(dict(model), indent=2, default=str))
+        summary["model"] = str((out / "model.json").resolve())
+    (out / "result.json").write_text(json.dumps(summary, indent=2, default=str))
+
+
+def run_session(plan: Plan, env: SessionEnv, out: Path, *, catalog: Mapping[str, Mapping[str, str]],
+                iterations: int = 2, budget: Budget | None = None, config: LoopConfig | None = None,
+                notes: str = "") -> SessionResult:
+    """Run `plan`, improve it for `iterations` OODA turns, write the final report and the output files.
+
+    A failed step ends the session early (`failed` names it); whatever finished is still written to `out`."""
+    started = time.monotonic()
+    first = env.run(plan)
+    if first.status != "succeeded":
+        summary = summarize(plan, first, None, elapsed=time.monotonic() - started)
+        _write_files(out, plan, summary, env.artifacts, None, None)
+        return SessionResult(first, None, summary, out, *_failure(first))
+    ooda = None
+    if iterations > 0 and any(s.skill in TRAIN_SKILLS for s in plan.steps):
+        ooda = improve(plan, first, engine=env.engine, principal=env.principal, catalog=catalog, execute=env.run,
+                       iterations=iterations, budget=budget, config=config)
+    return _finish(plan, env, out, first, ooda, notes, started)
+
+
+def _finish(plan: Plan, env: SessionEnv, out: Path, first: RunResult, ooda: OodaResult | None, notes: str,
+            started: float) -> SessionResult:
+    final_plan = ooda.plan if ooda else plan.model_copy(deep=True)
+    outputs = ooda.outputs if ooda else step_outputs(first)
+    summary = summarize(plan, first, ooda, elapsed=time.monotonic() - started)
+    roles = _roles_of(final_plan, outputs)
+    report = None
+    failed, kind = (ooda.error, ooda.failed_kind) if ooda else (None, None)
+    if "train" in roles:
+        step = report_step(final_plan, roles, ooda, (summary["metric_name"], summary["metric_value"]),
+                           _notes(summary, notes))
+        final_plan.steps.append(step)
+        run = env.run(Plan(goal=plan.goal, steps=[inline_outputs(step, outputs)]))
+        report = run.steps[REPORT_STEP].outputs
+        if run.status != "succeeded" and failed is None:
+            failed, kind = _failure(run)
+    model = outputs.get(roles.get("train", ""), {}).get("model")
+    summary["elapsed_s"] = round(time.monotonic() - started, 1)
+    _write_files(out, final_plan, summary, env.artifacts, report, model)
+    return SessionResult(first, ooda, summary, out, failed, kind)
+
+
+def _failure(run: RunResult) -> tuple[str, str | None]:
+    """What failed in `run` (step, skill, message, hint) and the error type."""
+    step = run.steps.get(run.failed_step or "")
+    if step is None:
+        return f"run {run.id} {run.status}" + (f": {run.error}" if run.error else ""), None
+    hint = f" Hint: {step.hint}" if step.hint else ""
+    return f"step {step.id!r} ({step.skill}) failed: {step.error}{hint}", step.error_type

@@ -1,0 +1,38 @@
+"""The one place agentml reads its configuration: environment variables prefixed `AGENTML_` (and a `.env` file).
+
+The CLI and the API build one `Settings()` and pass the values down; skills never read the environment.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where the warehouse, policies, run store, Ray cluster, artifacts and LLM are.
+
+    Every field can be set as `AGENTML_<FIELD>`; `ray_address` also honours Ray's own `RAY_ADDRESS`.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="AGENTML_", env_file=".env", extra="ignore",
+                                      populate_by_name=True)
+
+    warehouse: Path | None = Field(default=None, description="DuckDB file, or folder of Parquet/CSV files")
+    policies: Path | None = Field(default=None, description="policies YAML; unset = local single-user mode")
+    run_store_url: str = Field(default="sqlite:///agentml-runs.db", description="SQLAlchemy URL of the run store")
+    ray_address: str | None = Field(
+        default=None, validation_alias=AliasChoices("AGENTML_RAY_ADDRESS", "RAY_ADDRESS", "ray_address"),
+        description="Ray cluster address; unset = start a local Ray",
+    )
+    artifacts: str = Field(default="agentml-artifacts", description="artifact store root: folder or s3://, gs://")
+    llm_model: str | None = Field(default=None, description="litellm model name; unset = rule-based planner only")
+    llm_timeout_s: float = Field(default=60.0, gt=0,
+                                 description="most seconds one LLM reply may take, retries included")
+    llm_retries: int = Field(default=1, ge=0, description="retries of a failed LLM call (within llm_timeout_s)")
+    llm_send_values: bool = Field(
+        default=False, description="let the OODA prompt quote data values (category levels, bin edges) of columns "
+                                   "that are not masked, denied or PII-like; off: names and error statistics only")
+    tokens_file: Path | None = Field(default=None, description="API bearer tokens -> principals (YAML)")
+    max_concurrent_runs: int = Field(default=2, ge=1, description="runs the API executes at once in its process")
