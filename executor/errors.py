@@ -2,6 +2,9 @@
 its special cases."""
 from __future__ import annotations
 
+from typing import ClassVar
+
+from governance import Category
 from skills.errors import ExecutionError
 
 __all__ = ["ExecutionError", "RunNotFound", "StepCancelled"]
@@ -16,6 +19,9 @@ class StepCancelled(ExecutionError):
 
 class RunNotFound(ExecutionError):
     """No run with this id in the run store."""
+
+    category: ClassVar[Category] = "not_found"
+    code = "not_found"
 
     def __init__(self, run_id: str) -> None:
         super().__init__(f"no run {run_id!r}", hint="list runs to see the ids this store holds", run_id=run_id)

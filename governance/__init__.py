@@ -9,14 +9,13 @@ from __future__ import annotations
 from governance.audit import AuditLog, AuditRecord
 from governance.enforce import enforce
 from governance.engine import Engine, QueryError
-from governance.errors import GovernanceError, PolicyLoadError, PolicyViolation
+from governance.errors import AgentmlError, Category, GovernanceError, PolicyLoadError, PolicyViolation
 from governance.policies import MaskRule, Policies, RowFilter, TablePolicy, load_policies, policies_from_dict
 from governance.principal import Principal
 from governance.rules import duplicate_names
 
 __all__ = [
-    "AuditLog", "AuditRecord", "Engine", "GovernanceError", "MaskRule", "Policies", "PolicyLoadError",
-    "PolicyViolation", "Principal", "QueryError", "RowFilter", "TablePolicy", "duplicate_names", "enforce",
-    "load_policies",
-    "policies_from_dict",
+    "AgentmlError", "AuditLog", "AuditRecord", "Category", "Engine", "GovernanceError", "MaskRule", "Policies",
+    "PolicyLoadError", "PolicyViolation", "Principal", "QueryError", "RowFilter", "TablePolicy", "duplicate_names",
+    "enforce", "load_policies", "policies_from_dict",
 ]

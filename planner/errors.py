@@ -1,9 +1,11 @@
-"""The one error base class of the planner package, and the structured problem it carries."""
+"""The planner's error (an `AgentmlError` of category bad_input) and the structured problem it carries."""
 from __future__ import annotations
 
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
+
+from governance import AgentmlError
 
 ProblemKind = Literal[
     "plan", "duplicate_step", "unknown_skill", "unknown_ref", "cycle", "schema", "type_mismatch", "access", "budget",
@@ -27,30 +29,32 @@ class PlanProblem(BaseModel):
         return f"{where + ': ' if where else ''}{self.message}.{hint}"
 
 
-class PlanError(Exception):
-    """A prompt could not become a valid plan. `problems` say what is wrong, `candidates` what the user may pick,
-    `hint` how to go on. Maps to HTTP 422 in the API and exit code 2 in the CLI."""
+class PlanError(AgentmlError):
+    """A prompt could not become a valid plan. `problems` say what is wrong, `candidates` what the user may
+    pick, `hint` how to go on (bad input: HTTP 422 in the API, exit code 2 in the CLI)."""
+
+    code = "plan_invalid"
 
     def __init__(self, message: str, *, problems: list[PlanProblem] | None = None,
                  candidates: list[str] | None = None, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
+        super().__init__(message, hint=hint)
         self.problems = list(problems or [])
         self.candidates = list(candidates or [])
-        self.hint = hint
+
+    def details(self) -> list[dict[str, Any]]:
+        return [p.model_dump() for p in self.problems]
+
+    def text(self) -> str:
+        return "\n".join([self.message, *(f"  - {p.text()}" for p in self.problems)])
 
     def __str__(self) -> str:
-        lines = [self.message]
-        lines += [f"  - {p.text()}" for p in self.problems]
-        if self.hint:
-            lines.append(f"Hint: {self.hint}")
-        return "\n".join(lines)
+        return self.text() + (f"\nHint: {self.hint}" if self.hint else "")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON body for a 422 response."""
         return {
             "message": self.message,
-            "problems": [p.model_dump() for p in self.problems],
+            "problems": self.details(),
             "candidates": self.candidates,
             "hint": self.hint,
         }

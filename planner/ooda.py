@@ -16,10 +16,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from governance import AgentmlError, Category
 from planner.ooda_rules import Candidate, Orientation, decide, orient
 from skills.plan import Plan, Ref, Step, as_ref
 from skills.runs import RunResult
@@ -92,13 +93,11 @@ class OodaResult(BaseModel):
         return self.outputs.get(self.roles.get(role, ""), {})
 
 
-class OodaError(Exception):
+class OodaError(AgentmlError):
     """The loop cannot start on this plan (no trained model, no SQL behind its table). `hint` says what to change."""
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
+    category: ClassVar[Category] = "run_failed"
+    code = "ooda"
 
 
 class _Stop(Exception):

@@ -1,12 +1,14 @@
 """`agentml`: plan, run and demo from a terminal (Typer + Rich).
 
-Exit codes: 0 success, 2 bad input (what is wrong and how to fix it), 3 policy violation, 4 run failed (which step,
-why, where the partial outputs are). Users never see a stack trace: unexpected errors are written to a log file and
-named on stderr. `app` is importable (`service.cli.app`) so that other commands (the API's `serve`) can join it.
+Exit codes (`EXIT_CODES`, by error category): 0 success, 2 bad input (what is wrong and how to fix it), 3 policy
+violation, 4 run failed (which step, why, where the partial outputs are), 5 a service it needs is unavailable. Users
+never see a stack trace: unexpected errors are written to a log file and named on stderr. `app` is importable
+(`service.cli.app`) so that other commands (the API's `serve`) can join it.
 """
 from __future__ import annotations
 
 import getpass
+import json
 import logging
 import os
 import sys
@@ -29,11 +31,11 @@ from service.settings import Settings
 
 if TYPE_CHECKING:
     from executor import RunEvent
-    from governance import Engine, Principal
+    from governance import Category, Engine, Principal
     from service.session import SessionResult
     from skills.plan import Plan
 
-EXIT_OK, EXIT_INPUT, EXIT_POLICY, EXIT_RUN = 0, 2, 3, 4
+EXIT_OK, EXIT_INPUT, EXIT_POLICY, EXIT_RUN, EXIT_UNAVAILABLE = 0, 2, 3, 4, 5
 
 app = typer.Typer(name="agentml", add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Governed, agentic machine learning: a prompt becomes a validated plan, run on Ray.")
@@ -56,24 +58,22 @@ def _fail(error: CliError) -> NoReturn:
     raise typer.Exit(error.code)
 
 
+# The one mapping of error categories to exit codes (and how the message starts).
+EXIT_CODES: dict[Category, tuple[int, str]] = {
+    "bad_input": (EXIT_INPUT, ""), "not_found": (EXIT_INPUT, ""), "policy": (EXIT_POLICY, "policy violation: "),
+    "run_failed": (EXIT_RUN, "the run failed: "), "unavailable": (EXIT_UNAVAILABLE, "unavailable: "),
+}
+
+
 def _translate(exc: Exception) -> CliError:
-    """Our packages' errors -> exit codes. Governance: 3 for violations, 2 for bad policies or warehouses."""
-    from executor import ExecutionError
-    from governance import GovernanceError, PolicyLoadError, PolicyViolation
-    from planner.errors import PlanError
-    from planner.ooda import OodaError
-    from skills.errors import SkillError
+    """Any agentml error -> its category's exit code; anything else is a bug (`_internal`)."""
+    from governance import AgentmlError
 
     if isinstance(exc, CliError):
         return exc
-    if isinstance(exc, PlanError):
-        return CliError(EXIT_INPUT, str(exc).split("\nHint: ")[0], exc.hint)
-    if isinstance(exc, PolicyViolation):
-        return CliError(EXIT_POLICY, f"policy violation: {exc.message}", exc.hint)
-    if isinstance(exc, (PolicyLoadError, GovernanceError, SkillError)):
-        return CliError(EXIT_INPUT, exc.message, exc.hint)
-    if isinstance(exc, (ExecutionError, OodaError)):
-        return CliError(EXIT_RUN, f"the run failed: {exc.message}", exc.hint)
+    if isinstance(exc, AgentmlError):
+        code, prefix = EXIT_CODES[exc.category]
+        return CliError(code, prefix + exc.text(), exc.hint)
     return _internal(exc)
 
 
@@ -448,6 +448,17 @@ def demo(as_: Annotated[str, typer.Option("--as", help="analyst (no PII, one reg
                             "planted signals (see service/demo.py).")
         out_console.print(f"Demo finished in {time.monotonic() - started:.0f}s. billing is synthetic; it carries a "
                           "planted signal.")
+
+
+@app.command()
+def schema(name: Annotated[str, typer.Argument(help="which document: result (result.json)")]) -> None:
+    """Print the JSON Schema of a document agentml writes (result: the result.json of `run` and `demo`)."""
+    from service.results import SCHEMAS
+
+    with _user_errors():
+        if name not in SCHEMAS:
+            raise CliError(EXIT_INPUT, f"no schema named {name!r}", f"use one of: {', '.join(SCHEMAS)}")
+        sys.stdout.write(json.dumps(SCHEMAS[name].model_json_schema(), indent=2) + "\n")
 
 
 @app.command()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from planner.ooda import TRAIN_SKILLS, LoopConfig, OodaResult, improve, inline_outputs, last_step, step_outputs
+from service.results import SessionSummary
 from skills.plan import Plan, Ref, Step
 
 if TYPE_CHECKING:
@@ -179,7 +180,7 @@ def _write_files(out: Path, plan: Plan, summary: dict[str, Any], artifacts: Arti
         (out / "model.json").write_bytes(artifacts.get_bytes(model["uri"]))
         (out / "model_artifact.json").write_text(json.dumps(dict(model), indent=2, default=str))
         summary["model"] = str((out / "model.json").resolve())
-    (out / "result.json").write_text(json.dumps(summary, indent=2, default=str))
+    (out / "result.json").write_text(SessionSummary.model_validate(summary).model_dump_json(indent=2) + "\n")
 
 
 def run_session(plan: Plan, env: SessionEnv, out: Path, *, catalog: Mapping[str, Mapping[str, str]],

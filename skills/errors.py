@@ -2,18 +2,19 @@
 not be run; raised by the executor and by readers of run results)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
+
+from governance import AgentmlError, Category
 
 
-class SkillError(Exception):
-    """A skill could not do its work. `hint` says how to fix it; `fields` carry structured detail."""
+class SkillError(AgentmlError):
+    """A skill could not do its work with what it was given. `hint` says how to fix it."""
+
+    code = "skill"
 
     def __init__(self, message: str, *, skill: str | None = None, hint: str | None = None, **fields: Any) -> None:
-        super().__init__(message)
-        self.message = message
+        super().__init__(message, hint=hint, **fields)
         self.skill = skill
-        self.hint = hint
-        self.fields = fields
 
     def __str__(self) -> str:
         prefix = f"[{self.skill}] " if self.skill else ""
@@ -25,18 +26,19 @@ class SkillRegistrationError(SkillError):
     """A skill definition is wrong; raised at import time so bad skills never reach a plan."""
 
 
-class ExecutionError(Exception):
-    """A plan could not be run. `step`/`field` say where; `hint` says how to fix it; `fields` carry more detail."""
+class ExecutionError(AgentmlError):
+    """A plan could not be run, or a run cannot do what was asked. `step`/`field` say where."""
+
+    category: ClassVar[Category] = "run_failed"
+    code = "run_conflict"
 
     def __init__(self, message: str, *, step: str | None = None, field: str | None = None, hint: str | None = None,
                  **fields: Any) -> None:
-        super().__init__(message)
-        self.message = message
+        super().__init__(message, hint=hint, **fields)
         self.step = step
         self.field = field
-        self.hint = hint
-        self.fields = fields
 
-    def __str__(self) -> str:
-        suffix = f" Hint: {self.hint}" if self.hint else ""
-        return f"{self.message}{suffix}"
+    def details(self) -> list[dict[str, Any]]:
+        if not (self.step or self.field):
+            return []
+        return [{"step": self.step, "field": self.field, "message": self.message, "hint": self.hint or ""}]

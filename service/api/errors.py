@@ -1,7 +1,8 @@
 """Every error the API answers with, in one shape, and the one place where domain errors become HTTP statuses.
 
 Body of every 4xx/5xx: `{"error": {"type", "message", "hint", "problems": [...], "candidates": [...]}}`. Routes raise
-domain errors (PlanError, ExecutionError, GovernanceError, SkillError) or ApiError; `install` maps them here. A 500
+agentml errors (any `AgentmlError`: its category gives the status, `STATUS`, its `code` the type) or ApiError;
+`install` maps them here. A 500
 never shows a stack trace: it names an error id that the server log has.
 """
 from __future__ import annotations
@@ -16,10 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from executor import ExecutionError, RunNotFound
-from governance import GovernanceError, PolicyViolation
-from planner.errors import PlanError
-from skills.errors import SkillError
+from governance import AgentmlError, Category
 
 log = logging.getLogger("agentml.api")
 
@@ -81,30 +79,17 @@ def _api_error(_: Request, exc: Exception) -> JSONResponse:
                                                   problems=exc.problems), exc.headers)
 
 
-def _plan_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, PlanError)
-    problems = [Problem.model_validate(p.model_dump()) for p in exc.problems]
-    return error_response(422, ErrorDetail(type="plan_invalid", message=exc.message, hint=exc.hint,
-                                           problems=problems, candidates=exc.candidates))
+# The one mapping of error categories to HTTP statuses.
+STATUS: dict[Category, int] = {"bad_input": 422, "not_found": 404, "policy": 403, "run_failed": 409,
+                               "unavailable": 503}
 
 
-def _execution_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ExecutionError)
-    status, kind = (404, "not_found") if isinstance(exc, RunNotFound) else (409, "run_conflict")
-    problems = [Problem(step=exc.step, field=exc.field, message=exc.message, hint=exc.hint or "")] \
-        if exc.step or exc.field else []
-    return error_response(status, ErrorDetail(type=kind, message=exc.message, hint=exc.hint, problems=problems))
-
-
-def _governance_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, GovernanceError)
-    status, kind = (403, "policy_violation") if isinstance(exc, PolicyViolation) else (400, "governance")
-    return error_response(status, ErrorDetail(type=kind, message=exc.message, hint=exc.hint))
-
-
-def _skill_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, SkillError)
-    return error_response(400, ErrorDetail(type="skill", message=exc.message, hint=exc.hint))
+def _domain_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AgentmlError)
+    problems = [Problem.model_validate(p) for p in exc.details()]
+    return error_response(STATUS[exc.category], ErrorDetail(type=exc.code, message=exc.message, hint=exc.hint,
+                                                            problems=problems,
+                                                            candidates=getattr(exc, "candidates", [])))
 
 
 def _loc(loc: Any) -> str:
@@ -143,8 +128,7 @@ def _unexpected(_: Request, exc: Exception) -> JSONResponse:
 
 
 HANDLERS = {
-    ApiError: _api_error, PlanError: _plan_error, ExecutionError: _execution_error,
-    GovernanceError: _governance_error, SkillError: _skill_error, RequestValidationError: _request_invalid,
+    ApiError: _api_error, AgentmlError: _domain_error, RequestValidationError: _request_invalid,
     StarletteHTTPException: _http_error, Exception: _unexpected,
 }
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from service.demo import build_warehouse
@@ -68,6 +69,8 @@ def test_run_writes_plan_result_report_and_model(demo, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     no_trace(proc)
     result = json.loads((out / "result.json").read_text())
+    schema = json.loads(agentml("schema", "result", cwd=tmp_path).stdout)
+    jsonschema.validate(result, schema)  # the published schema describes what was written
     assert result["task"] == "classification" and result["target"] == "churn"
     assert result["metric_name"] == "auc" and 0.7 < result["baseline_value"] <= 1
     assert 0.7 < result["metric_value"] <= 1
@@ -219,3 +222,17 @@ def test_plan_writes_its_audit_where_run_does(demo, tmp_path: Path) -> None:
     records = [json.loads(line) for line in (out / "audit.jsonl").read_text().splitlines()]
     assert [r["verdict"] for r in records if r["action"] == "prompt"] == ["flagged"]  # on disk, not in memory
     assert json.loads((out / "plan.json").read_text())["steps"]
+
+
+def test_the_result_schema_is_published_and_strict(tmp_path: Path) -> None:
+    from service.results import SessionSummary
+
+    proc = agentml("schema", "result", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    schema = json.loads(proc.stdout)
+    assert schema == SessionSummary.model_json_schema() and schema["additionalProperties"] is False
+    jsonschema.validate({"goal": "predict churn", "task": None, "iterations": []}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"goal": "x", "metric_value": "high"}, schema)
+    unknown = agentml("schema", "plan-of-the-day", cwd=tmp_path)
+    assert unknown.returncode == 2 and "use one of: result" in unknown.stderr

@@ -1,0 +1,68 @@
+"""`result.json`: what one session (a run plus its OODA iterations) produced, as a typed, published document.
+
+`SessionSummary` is the model the file is written from; `agentml schema result` prints its JSON Schema, so tools can
+read result.json without reading our code. Iterations are the planner's own `Iteration` model (without what the loop
+oriented on, which stays in the run store).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from planner.ooda import CandidateScore
+
+
+class Driver(BaseModel):
+    """One driver of the final model's predictions (from the explain step)."""
+
+    model_config = ConfigDict(extra="forbid")
+    feature: str | None = None
+    importance: float | None = None
+    direction: str | None = None
+    summary: str | None = None
+    level: str | None = None
+
+
+class IterationSummary(BaseModel):
+    """One OODA iteration: what it saw, tried and kept, and the cross-validated metric before and after."""
+
+    model_config = ConfigDict(extra="forbid")
+    index: int
+    candidates: list[CandidateScore] = Field(default_factory=list)
+    accepted: list[str] = Field(default_factory=list, description="names of the accepted candidate groups")
+    accepted_features: list[str] = Field(default_factory=list)
+    metric_name: str = ""
+    baseline_value: float | None = None
+    metric_value: float | None = None
+    observed: list[dict[str, Any]] = Field(default_factory=list, description="the worst residual slices")
+    why: str = ""
+    race: dict[str, Any] = Field(default_factory=dict)
+    run_ids: list[str] = Field(default_factory=list)
+    seconds: float = 0.0
+
+
+class SessionSummary(BaseModel):
+    """The `result.json` document of `agentml run` / `agentml demo`."""
+
+    model_config = ConfigDict(extra="forbid")
+    goal: str
+    task: str | None = Field(default=None, description="classification or regression; null when no model was built")
+    target: str | None = None
+    metric_name: str | None = None
+    metric_value: float | None = Field(default=None, description="the final model's cross-validated metric")
+    baseline_value: float | None = Field(default=None, description="the first model's cross-validated metric")
+    metric_protocol: str = "cross-validated (evaluate skill)"
+    iterations: list[IterationSummary] = Field(default_factory=list)
+    accepted_features: list[str] = Field(default_factory=list)
+    stopped: str = Field(default="", description="why the OODA loop stopped")
+    drivers: list[Driver] = Field(default_factory=list)
+    features: list[str] = Field(default_factory=list, description="the final model's features")
+    rows: int | None = None
+    run_ids: list[str] = Field(default_factory=list, description="the first run, then every OODA run")
+    elapsed_s: float = 0.0
+    report: str | None = Field(default=None, description="path of report.html, when one was written")
+    model: str | None = Field(default=None, description="path of model.json, when a model was built")
+
+
+SCHEMAS: dict[str, type[BaseModel]] = {"result": SessionSummary}
