@@ -126,11 +126,13 @@ def _number(value: str) -> str | int | float:
 
 @dataclass
 class Access:
-    """Who asks, and the governed engine over the warehouse they ask about."""
+    """Who asks, the governed engine over the warehouse they ask about, and the settings the command was started
+    with (read once, passed down)."""
 
     principal: Principal
     engine: Engine
     catalog: dict[str, dict[str, str]]
+    settings: Settings
 
 
 def _warehouse(path: Path | None, settings: Settings) -> Path:
@@ -158,7 +160,7 @@ def _local_engine(warehouse: Path, user: str | None, roles: list[str], attrs: di
 
 
 def open_access(warehouse: Path, policies: Path | None, user: str | None, roles: list[str],
-                attrs: dict[str, Any], audit: Path | None = None) -> Access:
+                attrs: dict[str, Any], audit: Path | None = None, *, settings: Settings) -> Access:
     """The engine with the given policies, or local single-user mode (everything visible) without them.
     Raises a policy-violation CliError when the principal may see no table at all."""
     from governance import Engine, Principal, load_policies
@@ -174,7 +176,7 @@ def open_access(warehouse: Path, policies: Path | None, user: str | None, roles:
         raise CliError(EXIT_POLICY, f"policy violation: user {principal.user!r} with roles {principal.roles} may not "
                        f"read any table of this warehouse ({reason})",
                        hint or "pass the --role (and --attr) the policies grant, or ask an admin for access")
-    return Access(principal, engine, catalog)
+    return Access(principal, engine, catalog, settings)
 
 
 def _why_invisible(engine: Engine, principal: Principal) -> tuple[str, str | None]:
@@ -197,7 +199,7 @@ def make_plan(prompt: str, access: Access, target: str | None, budget_rounds: in
     from planner import Budget, plan_prompt
 
     budget = Budget(max_boosting_rounds=budget_rounds) if budget_rounds else Budget()
-    settings = Settings()
+    settings = access.settings
     if settings.llm_model:
         from planner import plan_with_llm
 
@@ -241,7 +243,7 @@ def plan(prompt: Annotated[str, typer.Argument(help="what you want, in plain lan
     with _user_errors():
         settings = Settings()
         access = open_access(_warehouse(warehouse, settings), policies or settings.policies, user, role or [],
-                             parse_attributes(attr or []), audit=_audit_path(out))
+                             parse_attributes(attr or []), audit=_audit_path(out), settings=settings)
         err.print(f"audit log: {escape(str(_audit_path(out).resolve()))}")
         the_plan = make_plan(prompt, access, target, None)
         (out / "plan.json").write_text(the_plan.model_dump_json(indent=2) + "\n")
@@ -330,13 +332,12 @@ def execute(the_plan: Plan, access: Access, out: Path, *, iterations: int, budge
     from service.session import SessionEnv, run_session
     from skills.context import RuntimeSettings
 
-    settings = Settings()
-    if settings.ray_address:
-        os.environ.setdefault("RAY_ADDRESS", settings.ray_address)  # the executor joins this cluster
+    settings = access.settings
     artifacts, store = _stores(out, settings)
     budget = Budget(max_boosting_rounds=budget_rounds) if budget_rounds else None
     with RunDisplay(err) as display:
-        env = SessionEnv(access.principal, access.engine, artifacts, store, RuntimeSettings(), display)
+        env = SessionEnv(access.principal, access.engine, artifacts, store, RuntimeSettings(), display,
+                         ray_address=settings.ray_address)
         return run_session(the_plan, env, out, catalog=access.catalog, iterations=iterations, budget=budget,
                            config=LoopConfig(llm_model=settings.llm_model, llm_timeout_s=settings.llm_timeout_s,
                                              llm_send_values=settings.llm_send_values), notes=notes)
@@ -405,7 +406,7 @@ def run(prompt: Annotated[str, typer.Argument(help="what you want, in plain lang
     with _user_errors():
         settings = Settings()
         access = open_access(_warehouse(warehouse, settings), policies or settings.policies, user, role or [],
-                             parse_attributes(attr or []), audit=_audit_path(out))
+                             parse_attributes(attr or []), audit=_audit_path(out), settings=settings)
         _plan_and_run(prompt, access, out, target=target, iterations=iterations, budget_rounds=budget_rounds,
                       yes=yes)
 
@@ -441,7 +442,8 @@ def demo(as_: Annotated[str, typer.Option("--as", help="analyst (no PII, one reg
                   "with synthetic customer_id, name, email, region; [bold]billing is synthetic; it carries a planted "
                   "signal[/] (see service/demo.py)")
         user, roles, attrs = DEMO_PRINCIPALS[as_]
-        access = open_access(wh.root, wh.policies, user, roles, attrs, audit=_audit_path(out / as_))
+        access = open_access(wh.root, wh.policies, user, roles, attrs, audit=_audit_path(out / as_),
+                             settings=Settings())
         err.print(f"Running as {user} (roles {roles}, attributes {attrs}): \"{DEMO_PROMPT}\"")
         _plan_and_run(DEMO_PROMPT, access, out / as_, iterations=iterations, yes=True,
                       notes="Demo data: customers is real (IBM telco churn); billing is synthetic and carries "

@@ -56,6 +56,7 @@ class SessionEnv:
     on_progress: Callable[[RunEvent], None] | None = None
     backend: Backend = "local"
     registry: Registry | None = None
+    ray_address: str | None = None  # the cluster to join (settings); None: RAY_ADDRESS or a local Ray
 
     def run(self, plan: Plan) -> RunResult:
         """Run `plan` governed as the principal (the first run, each OODA extension, the final report)."""
@@ -63,7 +64,7 @@ class SessionEnv:
 
         return run_plan(plan, self.principal, engine=self.engine, backend=self.backend, artifacts=self.artifacts,
                         store=self.store, settings=self.settings, on_progress=self.on_progress, prompt=plan.goal,
-                        registry=self.registry)
+                        registry=self.registry, ray_address=self.ray_address)
 
 
 # ------------------------------------------------------------------------------------------------------ summary
