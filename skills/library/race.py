@@ -32,7 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from skills.context import SkillContext
 from skills.errors import SkillError
 from skills.frame import build_frame, infer_task
-from skills.library.boosting import holdout_split, mode_of, model_params, primary_metric
+from skills.library.boosting.data import holdout_split
+from skills.library.boosting.params import mode_of, model_params, primary_metric
 from skills.registry import skill
 from skills.types import TableArtifact, Task
 
@@ -136,7 +137,7 @@ class _Data:
 
 
 def _split(table: pa.Table, features: list[str], target: str, task: Task, fraction: float, seed: int) -> _Data:
-    """The design matrix and the same stratified holdout split training uses (`boosting.holdout_split`)."""
+    """The design matrix and the same stratified holdout split training uses (`boosting.data.holdout_split`)."""
     frame = build_frame(table, features, target, task)
     assert frame.y is not None
     tr, va = holdout_split(frame.y, task, fraction, seed)
