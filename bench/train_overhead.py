@@ -29,7 +29,9 @@ import xgboost as xgb
 
 from governance import Engine, Policies, Principal
 from skills import ArtifactStore, RuntimeSettings, SkillContext, TableArtifact
-from skills.library import boosting
+from skills.library.boosting.compute import Compute
+from skills.library.boosting.data import VALID, prepare
+from skills.library.boosting.params import model_params, xgb_params
 from skills.library.train_xgboost import TrainInput, train_xgboost
 
 THREADS = 2
@@ -60,10 +62,10 @@ def ray_step(store: ArtifactStore, table: TableArtifact, rounds: int, step: str)
 
 def plain_train(data: pa.Table, rounds: int) -> float:
     """Seconds for DMatrix + xgboost.train on the same split, params and eval set, nthread=2."""
-    prep = boosting.prepare(data, "label", "classification", None, (), 0.2, seed=0)
-    train, valid = prep.frame("train"), prep.frame(boosting.VALID)
-    compute = boosting.Compute(cpus_per_worker=THREADS)
-    params = boosting.xgb_params(boosting.model_params("classification", 0), "classification", compute)
+    prep = prepare(data, "label", "classification", None, (), 0.2, seed=0)
+    train, valid = prep.frame("train"), prep.frame(VALID)
+    compute = Compute(cpus_per_worker=THREADS)
+    params = xgb_params(model_params("classification", 0), "classification", compute)
     start = time.perf_counter()
     dtrain, dvalid = train.dmatrix(nthread=THREADS), valid.dmatrix(nthread=THREADS)
     xgb.train(params, dtrain, num_boost_round=rounds, evals=[(dvalid, "valid")], verbose_eval=False)

@@ -14,6 +14,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from skills.context import SkillContext
+from skills.library.boosting.data import fold_ids, subset
+from skills.library.boosting.params import EVAL_METRICS, model_params, primary_metric
 from skills.registry import skill
 from skills.types import ModelArtifact, TableArtifact, Task
 
@@ -59,17 +61,18 @@ def cross_validate(table: pa.Table, features: Sequence[str], target: str, task: 
     accuracy, F1 for classification; RMSE, MAE, R2 for regression). Folds are stratified for classification and
     deterministic given `seed`; categories default to the levels of the whole table, shared by every fold."""
     from skills.frame import build_frame
-    from skills.library import boosting
+    from skills.library.boosting.loop import boost_plain
+    from skills.library.boosting.metrics import score
 
     frame = build_frame(table, features, target, task, categories)
-    ids = boosting.fold_ids(frame.y, task, folds, seed)
-    full = {**boosting.model_params(task, seed, params), "eval_metric": boosting.EVAL_METRICS[task]}
+    ids = fold_ids(frame.y, task, folds, seed)
+    full = {**model_params(task, seed, params), "eval_metric": EVAL_METRICS[task]}
     full["nthread"] = params.get("nthread", 0) or 0  # 0: every core this process may use
     out: list[dict[str, float]] = []
     for k in range(folds):
-        train, test = boosting.subset(frame, ids != k), boosting.subset(frame, ids == k)
-        booster = boosting.boost_plain(full, train.dmatrix(), num_rounds)
-        out.append(boosting.score(task, test.y, booster.predict(test.dmatrix())))
+        train, test = subset(frame, ids != k), subset(frame, ids == k)
+        booster = boost_plain(full, train.dmatrix(), num_rounds)
+        out.append(score(task, test.y, booster.predict(test.dmatrix())))
         if on_fold is not None:
             on_fold(k, out[-1])
     return out
@@ -84,14 +87,14 @@ def mean_metrics(folds: Sequence[Mapping[str, float]]) -> dict[str, float]:
 
 def curves_for(task: Task, y: np.ndarray, pred: np.ndarray, model: ModelArtifact, seed: int) -> dict[str, Any]:
     """ROC and PR points (classification) or a predicted-vs-actual sample (regression), plus the learning curve."""
-    from skills.library import boosting
+    from skills.library.boosting.metrics import pr_points, roc_points
 
-    metric = boosting.primary_metric(task)
+    metric = primary_metric(task)
     out: dict[str, Any] = {"learning_curve": {"metric": metric, "values": model.history.get(metric, []),
                                               "best_iteration": model.best_iteration}}
     if task == "classification":
-        out["roc"] = boosting.roc_points(y, pred)
-        out["pr"] = boosting.pr_points(y, pred)
+        out["roc"] = roc_points(y, pred)
+        out["pr"] = pr_points(y, pred)
         out["positive_rate"] = float(np.mean(y == 1))
         return out
     rows = np.sort(np.random.default_rng(seed).permutation(len(y))[:MAX_SCATTER])
@@ -102,10 +105,10 @@ def curves_for(task: Task, y: np.ndarray, pred: np.ndarray, model: ModelArtifact
 def holdout_predictions(ctx: SkillContext, model: ModelArtifact, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     """(labels, predictions) on the model's validation rows of `table` (all rows of a new table)."""
     from skills.frame import build_frame
-    from skills.library import boosting
+    from skills.library.boosting.saved_model import load_booster, validation_rows
 
-    booster = boosting.load_booster(ctx.artifacts, model.uri)
-    rows = boosting.validation_rows(table, model.target, model.task, booster)
+    booster = load_booster(ctx.artifacts, model.uri, "evaluate")
+    rows = validation_rows(table, model.target, model.task, booster)
     frame = build_frame(table.take(rows), model.features, model.target, model.task, model.categories)
     return frame.y, booster.predict(frame.dmatrix())
 
@@ -119,19 +122,19 @@ def evaluate(ctx: SkillContext, inp: EvaluateInput) -> EvaluateOutput:
     """Judge a trained model: holdout metrics on its validation rows (AUC, logloss, accuracy, F1 for
     classification; RMSE, MAE, R2 for regression), stratified k-fold cross-validation of its parameters (mean and
     per fold) and curve data for the report (ROC and precision-recall, or predicted vs actual; learning curve)."""
-    from skills.library import boosting
+    from skills.library.boosting.metrics import score
 
     model = inp.model
     table = ctx.artifacts.get_table(inp.table.uri)
     ctx.progress(f"read {table.num_rows} rows", done=table.num_rows, total=table.num_rows, unit="rows")
     y, pred = holdout_predictions(ctx, model, table)
-    metrics = boosting.score(model.task, y, pred)
+    metrics = score(model.task, y, pred)
 
     def fold_done(k: int, _: dict[str, float]) -> None:
         ctx.progress(f"fold {k + 1}/{inp.folds}", done=k + 1, total=inp.folds, unit="folds")
 
     folds = cross_validate(table, model.features, model.target, model.task, model.params, model.num_rounds,
                            inp.folds, ctx.settings.seed, model.categories, on_fold=fold_done) if inp.folds else []
-    name = boosting.primary_metric(model.task)
+    name = primary_metric(model.task)
     return EvaluateOutput(metrics=metrics, cv_metrics=mean_metrics(folds), cv_folds=folds, metric_name=name,
                           metric_value=metrics[name], curves=curves_for(model.task, y, pred, model, ctx.settings.seed))

@@ -2,7 +2,7 @@
 
 Direction of a numeric feature is the sign of the correlation between its value and its SHAP value ("higher tenure
 decreases churn risk"); for a categorical feature it is the level whose rows get the largest mean SHAP value
-("Month-to-month contract increases churn risk"). Also home of the model-loading helpers `residuals` shares.
+("Month-to-month contract increases churn risk"). Loading and scoring the model: `boosting.saved_model`.
 """
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from skills.context import SkillContext
 from skills.errors import SkillError
-from skills.frame import Frame, build_frame
+from skills.frame import Frame
+from skills.library.boosting.saved_model import load_booster, model_frame, predict
 from skills.registry import skill
 from skills.types import ModelArtifact, TableArtifact, Task
 
@@ -62,26 +63,7 @@ class ExplainOutput(BaseModel):
     base_value: float = Field(description="the model's average output (margin) before any feature")
 
 
-# ------------------------------------------------------------------------------------------------ shared helpers
-
-
-def load_booster(ctx: SkillContext, model: ModelArtifact, skill_name: str) -> xgb.Booster:
-    """The xgboost model behind a ModelArtifact."""
-    try:
-        booster = xgb.Booster()
-        booster.load_model(bytearray(ctx.artifacts.get_bytes(model.uri)))
-        booster.set_param({"device": "cpu"})  # a model trained on GPU workers is explained on this CPU
-    except (OSError, xgb.core.XGBoostError) as exc:
-        raise SkillError(f"cannot load the model at {model.uri}: {type(exc).__name__}", skill=skill_name,
-                         hint="pass the `model` output of train_xgboost or tune") from None
-    return booster
-
-
-def iteration_range(model: ModelArtifact, booster: xgb.Booster) -> tuple[int, int]:
-    """Rounds to predict with: up to the best iteration when training stopped early, else all (0, 0)."""
-    if model.best_iteration is None:
-        return (0, 0)
-    return (0, min(model.best_iteration + 1, booster.num_boosted_rounds()))
+# ------------------------------------------------------------------------------------------------ sampling
 
 
 def sample_table(table: pa.Table, rows: int, seed: int) -> pa.Table:
@@ -90,26 +72,6 @@ def sample_table(table: pa.Table, rows: int, seed: int) -> pa.Table:
         return table
     idx = np.sort(np.random.default_rng(seed).choice(table.num_rows, size=rows, replace=False))
     return table.take(pa.array(idx))
-
-
-def model_frame(table: pa.Table, model: ModelArtifact, skill_name: str, with_target: bool = False) -> Frame:
-    """The design matrix exactly as in training (the model's features and categorical levels)."""
-    needed = model.features + ([model.target] if with_target else [])
-    missing = [c for c in needed if c not in table.column_names]
-    if missing:
-        raise SkillError(f"the table lacks column(s) the model needs: {', '.join(missing)}", skill=skill_name,
-                         hint="pass the table the model was trained on (or one with the same columns)")
-    return build_frame(table, model.features, model.target if with_target else None, model.task,
-                       categories=model.categories)
-
-
-def predict(booster: xgb.Booster, frame: Frame, model: ModelArtifact, **kwargs: object) -> np.ndarray:
-    """booster.predict on the frame, with the model's iteration range; feature mismatches become SkillErrors."""
-    try:
-        return booster.predict(frame.dmatrix(), iteration_range=iteration_range(model, booster), **kwargs)
-    except (ValueError, xgb.core.XGBoostError) as exc:
-        raise SkillError(f"the model cannot score this table: {str(exc).splitlines()[0]}",
-                         hint="pass the ModelArtifact and table of the same run") from None
 
 
 # ------------------------------------------------------------------------------------------------ direction & text
@@ -225,7 +187,7 @@ def explain(ctx: SkillContext, inp: ExplainInput) -> ExplainOutput:
     """Explain a trained XGBoost model: SHAP values on a sample of rows, global feature importance (mean |SHAP|),
     and the top drivers with their direction and a plain-English summary ("Month-to-month contract increases churn
     risk"). Use it to answer "why" questions about the model's predictions."""
-    booster = load_booster(ctx, inp.model, "explain")
+    booster = load_booster(ctx.artifacts, inp.model.uri, "explain")
     table = sample_table(ctx.artifacts.get_table(inp.table.uri), inp.sample_rows, ctx.settings.seed)
     ctx.progress(f"computing SHAP values on {table.num_rows} rows", done=0, total=table.num_rows, unit="rows")
     frame = model_frame(table, inp.model, "explain")

@@ -1,11 +1,22 @@
 """race_features: race candidate feature sets against each other, then keep only what a paired test supports.
 
-Stage 1, the race: each trial trains xgboost on the base features plus ONE candidate group and reports the validation
-metric every `report_every` rounds; ASHA (asynchronous successive halving) stops the weak trials at its rungs, so a
-bad idea costs a fraction of a full run. Trials are ranked on their best validation value so far: a model with a large
-learning rate peaks early and overfits after, and the race must not punish a feature set for rounds it did not need.
-On Ray (`ctx.settings.compute == "ray"`) this is Ray Tune with the
-`ASHAScheduler`; without Ray the same rungs run in-process as synchronous successive halving.
+Stage 1, the race, runs on Ray Tune with the `ASHAScheduler` (asynchronous successive halving). One trial per
+candidate group trains xgboost on the base features plus that group, on the same train/validation split, for at most
+`max_rounds`, and reports its validation metric every `report_every` rounds with `rounds` as ASHA's time attribute.
+At each rung (`grace_rounds` x `reduction_factor`^k rounds) ASHA stops a trial below the top 1/`reduction_factor` of
+the trials that reached the rung before it; survivors are promoted to the next rung, up to `max_rounds`. Trials are
+ranked on their best validation value so far, not the last: a model with a large learning rate peaks early and
+overfits after, and the race must not punish a feature set for rounds it did not need. The base features' own curve
+is trained to the end in this process, on the same split: it is the reference, so ASHA must never stop it.
+
+ASHA is asynchronous: a trial is judged against the trials that reached a rung before it, so the first to arrive
+cannot be stopped there, and with several trials at a time which ones stop can depend on the order they arrive in.
+That is the race's contract: it only prunes, cheaply. It never accepts a group; stage 2 does, on identical folds.
+
+Like `tune`, the race needs Ray: the executor starts it for this skill (`uses_ray=True`) whatever the backend, and
+without it the skill raises a SkillError that says so. Tune's experiment state lives in the artifact store, which
+every node reads (a driver-local folder fails on a second node). Trials are plain function trainables (no Ray Train
+workers inside), so Tune may reuse their actors.
 
 Stage 2, the test: the finalists (trials that survived to `max_rounds` and beat the base features on validation) are
 added one at a time, best first, and each addition is cross-validated against the current feature set on identical
@@ -19,8 +30,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import shutil
-import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,11 +42,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from skills.context import SkillContext
 from skills.errors import SkillError
 from skills.frame import build_frame, infer_task
-from skills.library.boosting import holdout_split, mode_of, model_params, primary_metric
+from skills.library.boosting.compute import require_ray
+from skills.library.boosting.data import holdout_split
+from skills.library.boosting.params import mode_of, model_params, primary_metric
 from skills.registry import skill
 from skills.types import TableArtifact, Task
 
 log = logging.getLogger("agentml.skills.race")
+# Two trials at a time: ASHA judges a trial against those that reached its rung first, so the fewer run together,
+# the better informed each rung decision; candidate sets are small (a handful of one-thread trials).
+CONCURRENT_TRIALS = 2
 
 
 class CandidateGroup(BaseModel):
@@ -136,7 +151,7 @@ class _Data:
 
 
 def _split(table: pa.Table, features: list[str], target: str, task: Task, fraction: float, seed: int) -> _Data:
-    """The design matrix and the same stratified holdout split training uses (`boosting.holdout_split`)."""
+    """The design matrix and the same stratified holdout split training uses (`boosting.data.holdout_split`)."""
     frame = build_frame(table, features, target, task)
     assert frame.y is not None
     tr, va = holdout_split(frame.y, task, fraction, seed)
@@ -163,14 +178,6 @@ def trial_curve(data: _Data, features: list[str], params: dict[str, Any], max_ro
                             xgb_model=booster, verbose_eval=False)
         done += step
         yield done, float(evals["valid"][params["eval_metric"]][-1])
-
-
-def _rungs(inp: RaceInput) -> list[int]:
-    rungs, r = [], inp.grace_rounds
-    while r < inp.max_rounds:
-        rungs.append(r)
-        r *= inp.reduction_factor
-    return rungs
 
 
 @dataclass
@@ -201,40 +208,22 @@ class _Trial:
 Reporter = Callable[[str, int, float], None]
 
 
-def _race_local(data: _Data, inp: RaceInput, params: dict[str, Any], sign: float, report: Reporter) -> list[_Trial]:
-    """Synchronous successive halving over the ASHA rungs, in this process (no Ray)."""
-    trials = [_Trial(g, sign, inp.report_every) for g in inp.candidates]
-    curves = {id(t): trial_curve(data, inp.base_features + t.group.features, params, inp.max_rounds,
-                                 inp.report_every) for t in trials}
-    for stop_at in [*_rungs(inp), inp.max_rounds]:
-        alive = [t for t in trials if not t.stopped]
-        for t in alive:
-            while t.rounds < stop_at:
-                t.rounds, metric = next(curves[id(t)])
-                t.history.append(metric)
-                report(t.group.name, t.rounds, t.best)
-        if stop_at < inp.max_rounds:
-            keep = max(1, len(alive) // inp.reduction_factor)
-            for t in sorted(alive, key=lambda t: -sign * t.best)[keep:]:
-                t.stopped = True
-    return trials
-
-
-def _race_ray(data: _Data, inp: RaceInput, params: dict[str, Any], sign: float, report: Reporter) -> list[_Trial]:
-    """Ray Tune with the ASHA scheduler: one trial per candidate group, one CPU each, best-so-far as the metric."""
-    import ray
+def race_trial(config: dict[str, Any], data: _Data, params: dict[str, Any], base: list[str], max_rounds: int,
+               every: int, sign: float) -> None:
+    """One race entry in a Tune actor (module-level so that trial actors import it): base features + the group in
+    `config`, reporting the best value so far (`metric`, what ASHA ranks) and the last one (`last`, the curve)."""
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
 
-    base, max_rounds, every = inp.base_features, inp.max_rounds, inp.report_every
+    best: float | None = None
+    for rounds, metric in trial_curve(data, base + config["group"]["features"], params, max_rounds, every):
+        best = metric if best is None or sign * (metric - best) > 0 else best
+        tune.report({"metric": best, "last": metric, "rounds": rounds})
 
-    def trainable(config: dict[str, Any], data_ref: Any = None) -> None:
-        best = None
-        for rounds, metric in trial_curve(data_ref, base + config["group"]["features"], params, max_rounds, every):
-            best = metric if best is None or sign * (metric - best) > 0 else best
-            tune.report({"metric": best, "last": metric, "rounds": rounds})
 
-    class _Forward(tune.Callback):
+def _forward_results(sink: Reporter) -> Any:
+    from ray import tune
+
+    class ForwardResults(tune.Callback):
         """Trial results -> progress events. Tune pickles its run config (callbacks included) into the experiment
         state; the reporter (which holds the run's progress sink) stays behind in this process."""
 
@@ -244,28 +233,20 @@ def _race_ray(data: _Data, inp: RaceInput, params: dict[str, Any], sign: float, 
         def __getstate__(self) -> dict[str, Any]:
             return {"sink": None}
 
-        def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any],
+                            **info: Any) -> None:
             if self.sink is not None:
                 self.sink(trial.config["group"]["name"], int(result["rounds"]), float(result["metric"]))
 
-    scheduler = ASHAScheduler(time_attr="rounds", max_t=max_rounds, grace_period=inp.grace_rounds,
-                              reduction_factor=inp.reduction_factor)
-    storage = tempfile.mkdtemp(prefix="agentml-race-")
-    try:
-        tuner = tune.Tuner(
-            tune.with_resources(tune.with_parameters(trainable, data_ref=ray.put(data)), {"cpu": 1}),
-            param_space={"group": tune.grid_search([g.model_dump() for g in inp.candidates])},
-            tune_config=tune.TuneConfig(metric="metric", mode="max" if sign > 0 else "min", scheduler=scheduler,
-                                        reuse_actors=True, max_concurrent_trials=2),
-            run_config=tune.RunConfig(storage_path=storage, verbose=0, callbacks=[_Forward(report)]),
-        )
-        with contextlib.redirect_stdout(io.StringIO()) as banner:  # Tune prints its experiment table to stdout
-            results = tuner.fit()
-        log.debug("tune: %s", banner.getvalue())
-    finally:
-        shutil.rmtree(storage, ignore_errors=True)
-    by_name = {g.name: g for g in inp.candidates}
-    return [_trial_from_result(results[i], by_name, inp, sign) for i in range(len(results))]
+    return ForwardResults(sink)
+
+
+def _scheduler(inp: RaceInput) -> Any:
+    """ASHA over boosting rounds; the first rung never past the last round (no rung then: every trial runs out)."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(time_attr="rounds", max_t=inp.max_rounds, grace_period=min(inp.grace_rounds, inp.max_rounds),
+                         reduction_factor=inp.reduction_factor)
 
 
 def _trial_from_result(result: Any, by_name: dict[str, CandidateGroup], inp: RaceInput, sign: float) -> _Trial:
@@ -338,15 +319,33 @@ class _Stage2:
                             f"(needs an improvement and p < {threshold:.3g})")
 
 
-def _race(ctx: SkillContext, data: _Data, inp: RaceInput, params: dict[str, Any], sign: float) -> list[_Trial]:
-    metric = params["eval_metric"]
-
+def _progress(ctx: SkillContext, metric: str) -> Reporter:
     def report(name: str, rounds: int, value: float) -> None:
         ctx.progress(f"race {name}: best {metric} {value:.4f} after {rounds} rounds", unit="rounds",
                      group=name, rounds=rounds, metric=value)
 
-    race = _race_ray if ctx.settings.compute == "ray" else _race_local
-    return race(data, inp, params, sign, report)
+    return report
+
+
+def _race(ctx: SkillContext, data: _Data, inp: RaceInput, params: dict[str, Any], sign: float) -> list[_Trial]:
+    """Ray Tune with the ASHA scheduler: one trial per candidate group, one CPU each, best-so-far as the metric."""
+    from ray import tune
+
+    trainable = tune.with_parameters(race_trial, data=data, params=params, base=inp.base_features,
+                                     max_rounds=inp.max_rounds, every=inp.report_every, sign=sign)
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, {"cpu": 1}),
+        param_space={"group": tune.grid_search([g.model_dump() for g in inp.candidates])},
+        tune_config=tune.TuneConfig(metric="metric", mode="max" if sign > 0 else "min", scheduler=_scheduler(inp),
+                                    reuse_actors=True, max_concurrent_trials=CONCURRENT_TRIALS),
+        run_config=tune.RunConfig(name=f"race-{uuid.uuid4().hex[:12]}", storage_path=ctx.artifacts.uri(ctx.key("race")),
+                                  verbose=0, callbacks=[_forward_results(_progress(ctx, params["eval_metric"]))]),
+    )
+    with contextlib.redirect_stdout(io.StringIO()) as banner:  # Tune prints its experiment table to stdout
+        results = tuner.fit()
+    log.debug("tune: %s", banner.getvalue())
+    by_name = {g.name: g for g in inp.candidates}
+    return [_trial_from_result(results[i], by_name, inp, sign) for i in range(len(results))]
 
 
 def _baseline(data: _Data, inp: RaceInput, params: dict[str, Any], sign: float) -> _Trial:
@@ -365,6 +364,7 @@ def race_features(ctx: SkillContext, inp: RaceInput) -> RaceOutput:
     Returns every group's race curve, test result and the reason it was accepted or not."""
     from skills.library.evaluate import cross_validate
 
+    require_ray("race_features")
     table = ctx.artifacts.get_table(inp.table.uri)
     _check_columns(table, inp)
     task = inp.task or infer_task(table, inp.target)

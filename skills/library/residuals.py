@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from skills.context import SkillContext
 from skills.errors import SkillError
 from skills.frame import default_features
-from skills.library.explain import load_booster, model_frame, predict
+from skills.library.boosting.saved_model import load_booster, model_frame, predict
 from skills.registry import skill
 from skills.types import ModelArtifact, TableArtifact, Task
 
@@ -155,7 +155,7 @@ def residuals(ctx: SkillContext, inp: ResidualsInput) -> ResidualsOutput:
     table = ctx.artifacts.get_table(inp.table.uri)
     frame = model_frame(table, inp.model, "residuals", with_target=True)
     kind = resolve_error(inp.error, inp.model.task)
-    pred = predict(load_booster(ctx, inp.model, "residuals"), frame, inp.model)
+    pred = predict(load_booster(ctx.artifacts, inp.model.uri, "residuals"), frame, inp.model)
     if inp.model.task == "classification":
         pred = probabilities(pred)
     assert frame.y is not None  # model_frame(with_target=True) always encodes the target

@@ -2,8 +2,9 @@
 
 With `ctx.settings.compute == "ray"` (the executor started Ray) training runs on Ray Train's XGBoostTrainer: workers
 read their dataset shards, checkpoint every N rounds into the artifact store and a restarted worker group resumes from
-the last checkpoint (FailureConfig). GPUs are used whenever the cluster reports some (see `boosting.scaling_for`).
-With `compute == "local"` the same parameters, split, early stopping and metrics run through plain xgboost.train.
+the last checkpoint (FailureConfig). GPUs are used whenever the cluster reports some (see
+`boosting.compute.scaling_for`). With `compute == "local"` the same parameters, split, early stopping and metrics run
+through plain xgboost.train.
 """
 from __future__ import annotations
 
@@ -14,13 +15,16 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from skills.context import SkillContext
+from skills.library.boosting.compute import Compute, cluster_compute, scaling_for
+from skills.library.boosting.data import VALID, Prepared, prepare
+from skills.library.boosting.params import model_params, xgb_params
 from skills.registry import skill
 from skills.types import ModelArtifact, TableArtifact, Task
 
 if TYPE_CHECKING:
     import xgboost as xgb
 
-    from skills.library.boosting import Compute, Event, FitResult, Prepared
+    from skills.library.boosting.loop import Event, FitResult
 
 
 class LearningData(BaseModel):
@@ -55,20 +59,16 @@ class TrainOutput(BaseModel):
 def load_prepared(ctx: SkillContext, table: TableArtifact, target: str, task: Task | None,
                   features: Sequence[str] | None, exclude: Sequence[str], valid_fraction: float) -> Prepared:
     """Read the table artifact and fix features, task, categories and the validation split."""
-    from skills.library import boosting
-
     data = ctx.artifacts.get_table(table.uri)
     ctx.progress(f"read {data.num_rows} rows", done=data.num_rows, total=data.num_rows, unit="rows")
-    return boosting.prepare(data, target, task, features, exclude, valid_fraction, ctx.settings.seed)
+    return prepare(data, target, task, features, exclude, valid_fraction, ctx.settings.seed)
 
 
 def compute_for(ctx: SkillContext, num_workers: int | None) -> Compute:
     """The cluster's compute decision on Ray; in process, the settings alone (no cluster resources to see)."""
-    from skills.library import boosting
-
     if ctx.settings.compute == "ray":
-        return boosting.cluster_compute(ctx.settings, num_workers)
-    return boosting.scaling_for({}, ctx.settings, 1)
+        return cluster_compute(ctx.settings, num_workers)
+    return scaling_for({}, ctx.settings, 1)
 
 
 def progress_sink(ctx: SkillContext) -> Any:
@@ -90,33 +90,36 @@ def fit_model(ctx: SkillContext, prep: Prepared, params: dict[str, Any], num_rou
               num_workers: int | None = None, callbacks: Sequence[xgb.callback.TrainingCallback] = ()) -> ModelArtifact:
     """Train (on Ray Train or in process, per ctx.settings.compute), keep the best round and save the model.
     `callbacks` are extra xgboost callbacks that run on every training worker (tests use one to kill a worker)."""
-    from skills.library import boosting
+    from skills.library.boosting.loop import fit_local, report_every
 
     compute = compute_for(ctx, num_workers)
-    stored = boosting.model_params(prep.task, prep.seed, params)
-    full = boosting.xgb_params(stored, prep.task, compute)
-    every = boosting.report_every(num_rounds)
+    stored = model_params(prep.task, prep.seed, params)
+    full = xgb_params(stored, prep.task, compute)
+    every = report_every(num_rounds)
     if ctx.settings.compute == "ray":
-        job = boosting.BoostJob(full, prep.task, prep.target, prep.features, prep.categories, num_rounds,
-                                early_stopping_rounds, every, callbacks=tuple(callbacks))
+        from skills.library.boosting.ray_train import BoostJob, fit_ray
+
+        job = BoostJob(full, prep.task, prep.target, prep.features, prep.categories, num_rounds,
+                       early_stopping_rounds, every, callbacks=tuple(callbacks))
         storage = ctx.artifacts.uri(ctx.key("checkpoints"))
-        fit = boosting.fit_ray(prep, job, compute, storage, progress_sink(ctx))
+        fit = fit_ray(prep, job, compute, storage, progress_sink(ctx))
     else:
-        fit = boosting.fit_local(prep, full, num_rounds, patience=early_stopping_rounds, every=every,
-                                 sink=progress_sink(ctx), callbacks=callbacks)
+        fit = fit_local(prep, full, num_rounds, patience=early_stopping_rounds, every=every,
+                        sink=progress_sink(ctx), callbacks=callbacks)
     return save_model(ctx, prep, stored, fit)
 
 
 def save_model(ctx: SkillContext, prep: Prepared, params: dict[str, Any], fit: FitResult) -> ModelArtifact:
     """Cut the booster at its best round, record the split convention in it, score it on the validation rows and
     write it (xgboost JSON) to the artifact store."""
-    from skills.library import boosting
+    from skills.library.boosting.metrics import score
+    from skills.library.boosting.saved_model import SPLIT_ATTR
 
     booster = fit.best_booster()
     booster.set_param({"device": "cpu"})  # a GPU-trained model scores on the driver's CPU
-    booster.set_attr(**{boosting.SPLIT_ATTR: json.dumps(prep.split_info())})
-    valid = prep.frame(boosting.VALID)
-    metrics = boosting.score(prep.task, valid.y, booster.predict(valid.dmatrix()))
+    booster.set_attr(**{SPLIT_ATTR: json.dumps(prep.split_info())})
+    valid = prep.frame(VALID)
+    metrics = score(prep.task, valid.y, booster.predict(valid.dmatrix()))
     uri = ctx.artifacts.put_bytes(ctx.key("model.json"), bytes(booster.save_raw("json")))
     return ModelArtifact(uri=uri, task=prep.task, target=prep.target, features=prep.features,
                          categories=prep.categories, params=params, num_rounds=booster.num_boosted_rounds(),

@@ -11,7 +11,7 @@ stopper) and `time_budget_s`. The best configuration is retrained once with the 
 the plan runs on Ray) and saved.
 
 Ray must be running: the executor starts it for every step of a skill with `uses_ray=True`, whatever the backend.
-Skills never call `ray.init`, so without Ray this skill raises a SkillError that says so.
+Skills never call `ray.init`, so without Ray this skill raises a SkillError that says so (`compute.require_ray`).
 """
 from __future__ import annotations
 
@@ -23,13 +23,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from skills.context import SkillContext
 from skills.errors import SkillError
+from skills.library.boosting.compute import cluster_compute, require_ray
+from skills.library.boosting.data import VALID
+from skills.library.boosting.params import metric_key, mode_of, model_params, primary_metric, xgb_params
 from skills.library.train_xgboost import LearningData, fit_model, load_prepared
 from skills.registry import skill
 from skills.types import ModelArtifact
 
 if TYPE_CHECKING:
     from skills.frame import Frame
-    from skills.library.boosting import BoostJob, Compute, Prepared
+    from skills.library.boosting.compute import Compute
+    from skills.library.boosting.data import Prepared
+    from skills.library.boosting.ray_train import BoostJob
 
 Search = Literal["optuna", "hyperopt", "random"]
 Scheduler = Literal["asha", "fifo"]
@@ -177,14 +182,14 @@ def single_worker_trial(config: dict[str, Any], job: BoostJob, frames: dict[str,
     """One trial in this actor: xgboost.train on the shared arrays, `ray.tune.report` every `job.every` rounds."""
     from ray import tune
 
-    from skills.library import boosting
+    from skills.library.boosting.loop import Monitor, boost
 
-    key = boosting.metric_key(job.task)
-    monitor = boosting.Monitor(boosting.primary_metric(job.task), job.num_rounds, patience=job.patience,
-                               every=job.every, sink=lambda event: tune.report(event.metrics(key)))
+    key = metric_key(job.task)
+    monitor = Monitor(primary_metric(job.task), job.num_rounds, patience=job.patience, every=job.every,
+                      sink=lambda event: tune.report(event.metrics(key)))
     nthread = int(job.params.get("nthread", 0)) or None
-    dtrain, dvalid = (frames[part].dmatrix(nthread=nthread) for part in ("train", boosting.VALID))
-    boosting.boost({**job.params, **config}, dtrain, dvalid, monitor)
+    dtrain, dvalid = (frames[part].dmatrix(nthread=nthread) for part in ("train", VALID))
+    boost({**job.params, **config}, dtrain, dvalid, monitor)
 
 
 def multi_worker_trial(config: dict[str, Any], job: BoostJob, tables: dict[str, Any], compute: Compute,
@@ -193,11 +198,10 @@ def multi_worker_trial(config: dict[str, Any], job: BoostJob, tables: dict[str, 
     import ray.data
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from skills.library import boosting
+    from skills.library.boosting.ray_train import make_trainer
 
     datasets = {name: ray.data.from_arrow(table) for name, table in tables.items()}
-    trainer = boosting.make_trainer(job.with_params(config), datasets, compute, storage_path,
-                                    callbacks=[TuneReportCallback()])
+    trainer = make_trainer(job.with_params(config), datasets, compute, storage_path, callbacks=[TuneReportCallback()])
     trainer.fit()
 
 
@@ -205,14 +209,12 @@ def make_trainable(prep: Prepared, job: BoostJob, compute: Compute, storage_path
     """The trial function with its data in the object store and its resources (a GPU per trial on GPU clusters)."""
     from ray import tune
 
-    from skills.library import boosting
-
     if compute.num_workers > 1:
-        tables = {"train": prep.part("train"), boosting.VALID: prep.part(boosting.VALID)}
+        tables = {"train": prep.part("train"), VALID: prep.part(VALID)}
         fn = tune.with_parameters(multi_worker_trial, job=job, tables=tables, compute=compute,
                                   storage_path=storage_path)
     else:
-        frames = {"train": prep.frame("train"), boosting.VALID: prep.frame(boosting.VALID)}
+        frames = {"train": prep.frame("train"), VALID: prep.frame(VALID)}
         fn = tune.with_parameters(single_worker_trial, job=job, frames=frames)
     return tune.with_resources(fn, compute.trial_resources())
 
@@ -222,23 +224,15 @@ def make_trainable(prep: Prepared, job: BoostJob, compute: Compute, storage_path
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _require_ray() -> None:
-    import ray
-
-    if not ray.is_initialized():
-        raise SkillError("tune needs a running Ray cluster and Ray is not initialised", skill="tune",
-                         hint="run the plan with backend='ray' (the executor starts Ray for tune steps), "
-                              "or call ray.init() before calling the skill directly")
-
-
 def trial_job(prep: Prepared, inp: TuneInput, compute: Compute) -> BoostJob:
     """The fixed part of every trial: task params, compute params, rounds, early stopping, reporting."""
-    from skills.library import boosting
+    from skills.library.boosting.loop import report_every
+    from skills.library.boosting.ray_train import BoostJob
 
-    params = boosting.xgb_params(boosting.model_params(prep.task, prep.seed), prep.task, compute)
-    every = boosting.report_every(inp.max_rounds, reports=20)
-    return boosting.BoostJob(params, prep.task, prep.target, prep.features, prep.categories, inp.max_rounds,
-                             patience=inp.early_stopping_rounds, every=every, checkpoint=False)
+    params = xgb_params(model_params(prep.task, prep.seed), prep.task, compute)
+    every = report_every(inp.max_rounds, reports=20)
+    return BoostJob(params, prep.task, prep.target, prep.features, prep.categories, inp.max_rounds,
+                    patience=inp.early_stopping_rounds, every=every, checkpoint=False)
 
 
 def run_search(ctx: SkillContext, prep: Prepared, inp: TuneInput, compute: Compute, seed: int) -> Any:
@@ -246,12 +240,10 @@ def run_search(ctx: SkillContext, prep: Prepared, inp: TuneInput, compute: Compu
     ResultGrid. Models use the split's seed (settings.seed), so only the search changes with `seed`."""
     from ray import tune
 
-    from skills.library import boosting
-
     job = trial_job(prep, inp, compute)
     storage = ctx.artifacts.uri(ctx.key("tune"))
     config = tune.TuneConfig(
-        metric=boosting.metric_key(prep.task), mode=boosting.mode_of(boosting.primary_metric(prep.task)),
+        metric=metric_key(prep.task), mode=mode_of(primary_metric(prep.task)),
         num_samples=inp.num_trials, search_alg=make_searcher(inp.search, seed, inp.num_trials),
         scheduler=make_scheduler(inp.scheduler, inp.max_rounds, job.every),
         max_concurrent_trials=compute.max_concurrent_trials, time_budget_s=inp.time_budget_s, reuse_actors=True)
@@ -307,16 +299,14 @@ def tune(ctx: SkillContext, inp: TuneInput) -> TuneOutput:
     rounds, validation metric, learning history, whether it was stopped early), the best params and the best model
     retrained with early stopping. Trials also stop after `early_stopping_rounds` without improvement. Needs Ray
     (the executor starts it)."""
-    from skills.library import boosting
-
-    _require_ray()
+    require_ray("tune")
     seed = ctx.settings.seed if inp.seed is None else inp.seed
     prep = load_prepared(ctx, inp.table, inp.target, inp.task, inp.features, inp.exclude, inp.valid_fraction)
-    compute = boosting.cluster_compute(ctx.settings, inp.num_workers)  # trials always run on the cluster
+    compute = cluster_compute(ctx.settings, inp.num_workers)  # trials always run on the cluster
     grid = run_search(ctx, prep, inp, compute, seed)
-    key = boosting.metric_key(prep.task)
+    key = metric_key(prep.task)
     trials = [trial_summary(result, key, inp.max_rounds) for result in grid]
-    best = best_trial(trials, boosting.mode_of(boosting.primary_metric(prep.task)))
+    best = best_trial(trials, mode_of(primary_metric(prep.task)))
     model = fit_model(ctx, prep, best["params"], inp.max_rounds, inp.early_stopping_rounds, inp.num_workers)
     rounds = sum(t["rounds"] for t in trials) + len(next(iter(model.history.values()), []))
     return TuneOutput(model=model, best_params=best["params"], trials=trials, rounds_used=rounds)

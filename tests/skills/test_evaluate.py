@@ -7,7 +7,9 @@ from ml_fixtures import ID, churn_data, make_harness
 from pydantic import ValidationError
 from sklearn import metrics as skm
 
-from skills.library import boosting
+from skills.library.boosting.data import fold_ids
+from skills.library.boosting.metrics import pr_points, roc_points, score
+from skills.library.boosting.saved_model import load_booster
 from skills.library.evaluate import EvaluateInput, cross_validate, evaluate
 from skills.library.train_xgboost import TrainInput, train_xgboost
 
@@ -49,7 +51,7 @@ def test_a_new_table_is_scored_on_every_row(trained):
     from skills.frame import build_frame
 
     frame = build_frame(data, model.features, "churn", "classification", model.categories)
-    pred = boosting.load_booster(h.ctx.artifacts, model.uri).predict(frame.dmatrix())
+    pred = load_booster(h.ctx.artifacts, model.uri).predict(frame.dmatrix())
     assert out.metrics["auc"] == pytest.approx(skm.roc_auc_score(frame.y, pred), abs=1e-9)
     assert out.cv_folds == [] and out.cv_metrics == {}
 
@@ -63,7 +65,7 @@ def test_cross_validate_is_deterministic_and_stratified():
     assert first == again and first != other and len(first) == 4
     assert all(0.78 < fold["auc"] < 0.9 for fold in first)
     y = (np.asarray(table.column("churn").to_pylist()) == "Yes").astype(np.float32)
-    ids = boosting.fold_ids(y, "classification", 4, seed=7)
+    ids = fold_ids(y, "classification", 4, seed=7)
     rates = [y[ids == k].mean() for k in range(4)]
     assert max(rates) - min(rates) < 0.002  # every fold keeps the churn rate
     assert sorted(np.bincount(ids)) == [1760, 1761, 1761, 1761]
@@ -91,22 +93,22 @@ def test_metrics_match_scikit_learn():
     rng = np.random.default_rng(0)
     y = (rng.random(2000) < 0.3).astype(float)
     p = np.clip(0.25 + 0.3 * y + rng.normal(0, 0.2, 2000), 0.001, 0.999).round(2)  # ties on purpose
-    got = boosting.score("classification", y, p)
+    got = score("classification", y, p)
     assert got["auc"] == pytest.approx(skm.roc_auc_score(y, p))
     assert got["logloss"] == pytest.approx(skm.log_loss(y, p))
     assert got["f1"] == pytest.approx(skm.f1_score(y, p >= 0.5))
     assert got["accuracy"] == pytest.approx(skm.accuracy_score(y, p >= 0.5))
     t = rng.normal(size=500)
     pred = t + rng.normal(0, 0.5, 500)
-    reg = boosting.score("regression", t, pred)
+    reg = score("regression", t, pred)
     assert reg["rmse"] == pytest.approx(np.sqrt(skm.mean_squared_error(t, pred)))
     assert reg["mae"] == pytest.approx(skm.mean_absolute_error(t, pred))
     assert reg["r2"] == pytest.approx(skm.r2_score(t, pred))
     fpr, tpr, _ = skm.roc_curve(y, p, drop_intermediate=False)
-    roc = boosting.roc_points(y, p, max_points=10_000)
+    roc = roc_points(y, p, max_points=10_000)
     np.testing.assert_allclose(roc["fpr"], fpr)
     np.testing.assert_allclose(roc["tpr"], tpr)
     precision, recall, _ = skm.precision_recall_curve(y, p, drop_intermediate=False)
-    pr = boosting.pr_points(y, p, max_points=10_000)
+    pr = pr_points(y, p, max_points=10_000)
     np.testing.assert_allclose(pr["recall"][1:], recall[::-1][1:])  # sklearn: recall falling, ours rising
     np.testing.assert_allclose(pr["precision"][1:], precision[::-1][1:])

@@ -1,8 +1,8 @@
 """The GPU path, checked on CPU: the configuration produced for a cluster that reports GPUs.
 
-`boosting.scaling_for(resources, settings)` is the one decision; these tests follow it into every place it lands:
-xgboost's device, Ray Train's ScalingConfig, the XGBoostTrainer that train_xgboost builds, Tune's trial resources and
-concurrency, and the params stored with a model (never hardware-specific).
+`boosting.compute.scaling_for(resources, settings)` is the one decision; these tests follow it into every place it
+lands: xgboost's device, Ray Train's ScalingConfig, the XGBoostTrainer that train_xgboost builds, Tune's trial
+resources and concurrency, and the params stored with a model (never hardware-specific).
 """
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 
 from skills import RuntimeSettings
-from skills.library import boosting
+from skills.library.boosting.compute import scaling_for
+from skills.library.boosting.data import prepare
+from skills.library.boosting.params import COMPUTE_KEYS, model_params, xgb_params
+from skills.library.boosting.ray_train import MAX_FAILURES, BoostJob, make_trainer
 from skills.library.tune import TuneInput, make_trainable, trial_job
 
 GPU_NODE = {"CPU": 16.0, "GPU": 2.0, "memory": 64e9}
@@ -18,7 +21,7 @@ CPU_NODE = {"CPU": 2.0, "memory": 8e9}
 
 
 def test_auto_uses_gpus_when_the_cluster_reports_them():
-    compute = boosting.scaling_for(GPU_NODE, RuntimeSettings(use_gpu="auto", cpus_per_worker=4))
+    compute = scaling_for(GPU_NODE, RuntimeSettings(use_gpu="auto", cpus_per_worker=4))
     assert compute.use_gpu
     assert compute.xgb_params() == {"device": "cuda", "nthread": 4}
     scaling = compute.scaling_config()
@@ -35,7 +38,7 @@ def test_auto_uses_gpus_when_the_cluster_reports_them():
     (CPU_NODE, True, True),  # forced on: an autoscaler may bring a GPU node up
 ])
 def test_gpu_decision(resources, use_gpu, expected):
-    compute = boosting.scaling_for(resources, RuntimeSettings(use_gpu=use_gpu))
+    compute = scaling_for(resources, RuntimeSettings(use_gpu=use_gpu))
     assert compute.use_gpu is expected
     assert compute.xgb_params()["device"] == ("cuda" if expected else "cpu")
     assert ("GPU" in compute.scaling_config().resources_per_worker) is expected
@@ -50,36 +53,36 @@ def test_gpu_decision(resources, use_gpu, expected):
 ])
 def test_trial_concurrency_from_resources(resources, workers, cpus, concurrent):
     settings = RuntimeSettings(cpus_per_worker=cpus, use_gpu="auto")
-    assert boosting.scaling_for(resources, settings, workers).max_concurrent_trials == concurrent
+    assert scaling_for(resources, settings, workers).max_concurrent_trials == concurrent
 
 
 def test_train_xgboost_trainer_asks_for_gpus(tmp_path):
-    compute = boosting.scaling_for(GPU_NODE, RuntimeSettings(num_workers=2))
-    params = boosting.xgb_params(boosting.model_params("classification", 0), "classification", compute)
-    job = boosting.BoostJob(params, "classification", "y", ["x"], {}, 10, 0, 5)
-    trainer = boosting.make_trainer(job, {}, compute, str(tmp_path))
+    compute = scaling_for(GPU_NODE, RuntimeSettings(num_workers=2))
+    params = xgb_params(model_params("classification", 0), "classification", compute)
+    job = BoostJob(params, "classification", "y", ["x"], {}, 10, 0, 5)
+    trainer = make_trainer(job, {}, compute, str(tmp_path))
     assert trainer.scaling_config.use_gpu and trainer.scaling_config.num_workers == 2
     assert trainer.scaling_config.resources_per_worker == {"CPU": 1.0, "GPU": 1.0}
     assert trainer.train_loop_config["job"].params["device"] == "cuda"
-    assert trainer.run_config.failure_config.max_failures == boosting.MAX_FAILURES
+    assert trainer.run_config.failure_config.max_failures == MAX_FAILURES
 
 
 def test_tune_trials_ask_for_a_gpu_each(tmp_path):
     import pyarrow as pa
 
     table = pa.table({"x": np.arange(40, dtype=np.float64), "y": np.arange(40) % 2})
-    prep = boosting.prepare(table, "y", None, None, (), 0.25, seed=0)
+    prep = prepare(table, "y", None, None, (), 0.25, seed=0)
     inp = TuneInput.model_validate({"table": {"uri": "t", "rows": 40, "columns": ["x", "y"]}, "target": "y"})
-    single = boosting.scaling_for(GPU_NODE, RuntimeSettings())
+    single = scaling_for(GPU_NODE, RuntimeSettings())
     assert trial_job(prep, inp, single).params["device"] == "cuda"
     request = make_trainable(prep, trial_job(prep, inp, single), single, str(tmp_path))._resources
     assert request.bundles == [{"CPU": 1.0, "GPU": 1.0}]
-    multi = boosting.scaling_for(GPU_NODE, RuntimeSettings(), num_workers=2)
+    multi = scaling_for(GPU_NODE, RuntimeSettings(), num_workers=2)
     request = make_trainable(prep, trial_job(prep, inp, multi), multi, str(tmp_path))._resources
     assert request.bundles[0].get("CPU", 0) == 0 and request.bundles[0].get("GPU", 0) == 0  # its workers hold them
 
 
 def test_stored_model_params_never_carry_hardware():
-    params = boosting.model_params("regression", 1, {"device": "cuda", "nthread": 8, "eta": 0.05})
+    params = model_params("regression", 1, {"device": "cuda", "nthread": 8, "eta": 0.05})
     assert params["eta"] == 0.05 and params["objective"] == "reg:squarederror" and params["seed"] == 1
-    assert not set(params) & boosting.COMPUTE_KEYS
+    assert not set(params) & COMPUTE_KEYS

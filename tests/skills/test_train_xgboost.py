@@ -8,14 +8,15 @@ import xgboost as xgb
 from ml_fixtures import ID, make_harness
 
 from skills import REGISTRY, SkillError
-from skills.library import boosting
+from skills.library.boosting.data import holdout_split
+from skills.library.boosting.saved_model import load_booster
 from skills.library.train_xgboost import TrainInput, train_xgboost
 
 CHURN = {"target": "churn", "exclude": [ID]}
 
 
 def load(harness, uri: str) -> xgb.Booster:
-    return boosting.load_booster(harness.ctx.artifacts, uri)
+    return load_booster(harness.ctx.artifacts, uri)
 
 
 def test_classification_in_process_on_wa_churn(tmp_path):
@@ -50,9 +51,9 @@ def test_regression_in_process(tmp_path):
 
 def test_holdout_split_is_stratified_and_deterministic():
     y = np.r_[np.ones(100), np.zeros(900)].astype(np.float32)
-    train, valid = boosting.holdout_split(y, "classification", 0.2, seed=3)
-    again = boosting.holdout_split(y, "classification", 0.2, seed=3)
-    other = boosting.holdout_split(y, "classification", 0.2, seed=4)
+    train, valid = holdout_split(y, "classification", 0.2, seed=3)
+    again = holdout_split(y, "classification", 0.2, seed=3)
+    other = holdout_split(y, "classification", 0.2, seed=4)
     assert np.array_equal(valid, again[1]) and not np.array_equal(valid, other[1])
     assert len(np.intersect1d(train, valid)) == 0 and len(train) + len(valid) == 1000
     assert y[valid].sum() == 20 and len(valid) == 200  # the positive rate is kept exactly

@@ -1,0 +1,92 @@
+"""Compute: the one decision about workers, CPUs and GPUs for a training run or a Tune trial.
+
+`scaling_for` is a pure function from cluster resources + settings to a `Compute`, which in turn gives xgboost's
+`device` and threads, Ray Train's ScalingConfig and Tune's trial resources and concurrency. `require_ray` is the one
+check, for skills that run on Ray whatever the backend, that the executor has started it.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from skills.context import RuntimeSettings
+from skills.errors import SkillError
+
+if TYPE_CHECKING:
+    from ray.train import ScalingConfig
+
+
+@dataclass(frozen=True)
+class Compute:
+    """How a training run or a Tune trial uses the cluster."""
+
+    num_workers: int = 1
+    cpus_per_worker: int = 1
+    use_gpu: bool = False
+    max_concurrent_trials: int = 1
+
+    def xgb_params(self) -> dict[str, Any]:
+        """xgboost's device and thread count: CUDA hist on GPU workers."""
+        return {"device": "cuda" if self.use_gpu else "cpu", "nthread": self.cpus_per_worker}
+
+    def worker_resources(self) -> dict[str, float]:
+        """Ray resources of one training worker."""
+        resources: dict[str, float] = {"CPU": float(self.cpus_per_worker)}
+        if self.use_gpu:
+            resources["GPU"] = 1.0
+        return resources
+
+    def scaling_config(self) -> ScalingConfig:
+        """Ray Train's ScalingConfig for these workers."""
+        from ray.train import ScalingConfig
+
+        return ScalingConfig(num_workers=self.num_workers, use_gpu=self.use_gpu,
+                             resources_per_worker=self.worker_resources())
+
+    def trial_resources(self) -> dict[str, float]:
+        """Resources of one Tune trial. A multi-worker trial only drives an XGBoostTrainer whose workers hold the
+        CPUs/GPUs, so the trial itself asks for no CPU (else it would block its own workers on small clusters);
+        Tune refuses an empty resource bundle, hence one byte of memory."""
+        if self.num_workers > 1:
+            return {"cpu": 0.0, "memory": 1.0}
+        return {key.lower(): value for key, value in self.worker_resources().items()}
+
+
+def _wants_gpu(resources: Mapping[str, float], use_gpu: bool | str) -> bool:
+    if use_gpu == "auto":
+        return float(resources.get("GPU", 0.0)) > 0
+    return bool(use_gpu)
+
+
+def scaling_for(resources: Mapping[str, float], settings: RuntimeSettings, num_workers: int | None = None) -> Compute:
+    """Workers, CPUs, GPU use and trial concurrency from cluster resources (`ray.cluster_resources()`) and settings.
+
+    GPUs are used when `settings.use_gpu` is True, or "auto" and the cluster reports any. Concurrent Tune trials:
+    what fits in the CPUs (and GPUs) after keeping one CPU for the driver, Tune's controller and Ray Data, at least 1
+    (so 1 on a 2-CPU machine, where Train-in-Tune trials were seen to contend)."""
+    workers = max(1, num_workers or settings.num_workers)
+    cpus = max(1, settings.cpus_per_worker)
+    gpu = _wants_gpu(resources, settings.use_gpu)
+    by_cpu = int(max(float(resources.get("CPU", 0.0)) - 1.0, 0.0) // (workers * cpus))
+    concurrent = min(by_cpu, int(float(resources.get("GPU", 0.0)) // workers)) if gpu else by_cpu
+    return Compute(num_workers=workers, cpus_per_worker=cpus, use_gpu=gpu, max_concurrent_trials=max(1, concurrent))
+
+
+def cluster_compute(settings: RuntimeSettings, num_workers: int | None = None) -> Compute:
+    """`scaling_for` the running Ray cluster (no resources known when Ray is not up)."""
+    import ray
+
+    resources = ray.cluster_resources() if ray.is_initialized() else {}
+    return scaling_for(resources, settings, num_workers)
+
+
+def require_ray(skill: str) -> None:
+    """Raise a SkillError unless Ray is up: skills never call `ray.init`, the executor starts Ray for every step of
+    a skill with `uses_ray=True`, whatever the backend."""
+    import ray
+
+    if not ray.is_initialized():
+        raise SkillError(f"{skill} needs a running Ray cluster and Ray is not initialised", skill=skill,
+                         hint="run the plan with backend='ray' (the executor starts Ray for this step), "
+                              "or call ray.init() before calling the skill directly")

@@ -1,0 +1,148 @@
+"""The boosting loop in one process: validation history, early stopping, progress every N rounds.
+
+`Monitor` keeps early stopping's state in the validation history, which a checkpoint carries, so a worker restarted
+from a checkpoint stops exactly where an uninterrupted run would. `boost` is the one xgboost.train call for both
+`fit_local` (this process) and the Ray Train workers (`ray_train.train_loop_per_worker`).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import xgboost as xgb
+
+from skills.errors import SkillError
+from skills.library.boosting.data import VALID, Prepared
+from skills.library.boosting.params import mode_of, primary_metric
+
+
+def report_every(num_rounds: int, reports: int = 10) -> int:
+    """Rounds between reports: about `reports` per run, never every round on long runs."""
+    return max(1, math.ceil(num_rounds / reports))
+
+
+def best_iteration(history: Mapping[str, Sequence[float]], metric: str) -> int:
+    """Index of the best round of `metric` in `history` (first one on ties); -1 when empty."""
+    values = np.asarray(history.get(metric, []), dtype=np.float64)
+    if values.size == 0:
+        return -1
+    return int(np.argmax(values) if mode_of(metric) == "max" else np.argmin(values))
+
+
+@dataclass
+class Event:
+    """Progress of one boosting run, as reported every N rounds and at the end."""
+
+    rounds: int
+    total: int
+    best: float
+    last: float
+    best_iteration: int
+    final: bool = False
+    restarted_from: int | None = None
+
+    def metrics(self, key: str) -> dict[str, float | int]:
+        """The dict reported to Ray Train / Tune: rounds as time attribute, best-so-far metric under `key`."""
+        return {"rounds": self.rounds, key: self.best, "last": self.last, "best_iteration": self.best_iteration}
+
+
+Sink = Callable[[Event], None]
+
+
+def ignore_event(_: Event) -> None:
+    """A sink that drops every event (no one is watching progress)."""
+
+
+class Monitor(xgb.callback.TrainingCallback):
+    """Validation history of every eval metric, early stopping on the primary metric and a report every N rounds.
+
+    Early stopping lives here rather than in xgboost's `early_stopping_rounds` so that its state is the history,
+    which a checkpoint carries: a worker restarted from a checkpoint stops exactly where an uninterrupted run would."""
+
+    def __init__(self, metric: str, total: int, *, patience: int = 0, every: int = 10,
+                 sink: Sink = ignore_event, history: Mapping[str, list[float]] | None = None) -> None:
+        self.metric, self.total, self.patience, self.every, self.sink = metric, total, patience, every, sink
+        self.history: dict[str, list[float]] = {k: list(v) for k, v in (history or {}).items()}
+        self.stopped_early = False
+
+    @property
+    def rounds(self) -> int:
+        """Rounds recorded so far (before a restart too)."""
+        return len(self.history.get(self.metric, []))
+
+    def event(self, final: bool = False) -> Event:
+        """The current state as an Event."""
+        values = self.history.get(self.metric, [])
+        best = best_iteration(self.history, self.metric)
+        return Event(rounds=self.rounds, total=self.total, best=values[best] if values else float("nan"),
+                     last=values[-1] if values else float("nan"), best_iteration=best, final=final)
+
+    def should_stop(self) -> bool:
+        """True once the best round is `patience` rounds behind."""
+        return self.patience > 0 and self.rounds - 1 - best_iteration(self.history, self.metric) >= self.patience
+
+    def after_iteration(self, model: xgb.Booster, epoch: int, evals_log: Mapping[str, Any]) -> bool:
+        for name, values in evals_log.get(VALID, {}).items():
+            self.history.setdefault(name, []).append(float(values[-1]))
+        self.stopped_early = self.should_stop()
+        final = self.stopped_early or self.rounds >= self.total
+        if final or self.rounds % self.every == 0:
+            self.sink(self.event(final=final))
+        return self.stopped_early
+
+
+@dataclass
+class FitResult:
+    """A trained booster (all rounds run) with its validation history and where restarts resumed."""
+
+    booster: xgb.Booster
+    history: dict[str, list[float]]
+    metric: str
+    stopped_early: bool = False
+    restarts: list[int] = field(default_factory=list)
+
+    @property
+    def best_iteration(self) -> int:
+        """Index of the best validation round."""
+        return best_iteration(self.history, self.metric)
+
+    def best_booster(self) -> xgb.Booster:
+        """The booster cut after its best round, so every later use scores with the best model."""
+        return self.booster[: self.best_iteration + 1]
+
+
+def _train(params: Mapping[str, Any], dtrain: xgb.DMatrix, num_rounds: int, **kwargs: Any) -> xgb.Booster:
+    try:
+        return xgb.train(dict(params), dtrain, num_boost_round=num_rounds, verbose_eval=False, **kwargs)
+    except xgb.core.XGBoostError as exc:
+        first = str(exc).strip().splitlines()[0][:300]
+        raise SkillError(f"xgboost refused the training run: {first}",
+                         hint="check the params (names and ranges) against the xgboost documentation") from None
+
+
+def boost(params: Mapping[str, Any], dtrain: xgb.DMatrix, dvalid: xgb.DMatrix, monitor: Monitor, *,
+          callbacks: Sequence[xgb.callback.TrainingCallback] = (), init: xgb.Booster | None = None) -> xgb.Booster:
+    """xgboost.train for the rounds the monitor still has to run (all, or the rest after a restart)."""
+    done = init.num_boosted_rounds() if init is not None else 0
+    return _train(params, dtrain, max(monitor.total - done, 0), evals=[(dvalid, VALID)], xgb_model=init,
+                  callbacks=[monitor, *callbacks])
+
+
+def boost_plain(params: Mapping[str, Any], dtrain: xgb.DMatrix, num_rounds: int) -> xgb.Booster:
+    """xgboost.train for exactly `num_rounds`, no evaluation (cross-validation folds)."""
+    return _train(params, dtrain, num_rounds)
+
+
+def fit_local(prep: Prepared, params: Mapping[str, Any], num_rounds: int, *, patience: int, every: int,
+              sink: Sink = ignore_event, callbacks: Sequence[xgb.callback.TrainingCallback] = ()) -> FitResult:
+    """Train in this process with plain xgboost.train (same params, split and metrics as on Ray)."""
+    metric = primary_metric(prep.task)
+    nthread = int(params.get("nthread", 0)) or None
+    dtrain, dvalid = (prep.frame(part).dmatrix(nthread=nthread) for part in ("train", VALID))
+    monitor = Monitor(metric, num_rounds, patience=patience, every=every, sink=sink)
+    booster = boost(params, dtrain, dvalid, monitor, callbacks=callbacks)
+    return FitResult(booster, monitor.history, metric, monitor.stopped_early)
+

@@ -1,0 +1,57 @@
+"""Task conventions and the xgboost parameters stored with a model.
+
+What is stored with a model never holds compute choices (device, threads): those come from `compute.Compute` per run
+(`xgb_params`), so a model trained on GPUs scores and cross-validates on a laptop.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+from skills.errors import SkillError
+from skills.types import Task
+
+if TYPE_CHECKING:
+    from skills.library.boosting.compute import Compute
+
+PRIMARY_METRIC: dict[str, str] = {"classification": "auc", "regression": "rmse"}
+# xgboost's eval metrics on the validation set, primary last (xgboost's own convention for early stopping).
+EVAL_METRICS: dict[str, list[str]] = {"classification": ["logloss", "auc"], "regression": ["mae", "rmse"]}
+OBJECTIVE: dict[str, str] = {"classification": "binary:logistic", "regression": "reg:squarederror"}
+MAXIMIZE = frozenset({"auc", "accuracy", "f1", "r2"})
+# Chosen per run from the hardware, never stored with a model.
+COMPUTE_KEYS = frozenset({"device", "nthread", "n_jobs", "eval_metric", "gpu_id", "tree_method_device"})
+DEFAULTS: dict[str, float | int | str] = {"tree_method": "hist", "eta": 0.1, "max_depth": 6, "min_child_weight": 1.0}
+
+
+def primary_metric(task: Task) -> str:
+    """The metric that early stopping, Tune and the OODA loop optimise: AUC or RMSE."""
+    return PRIMARY_METRIC[task]
+
+
+def mode_of(metric: str) -> Literal["max", "min"]:
+    """"max" for metrics where higher is better."""
+    return "max" if metric in MAXIMIZE else "min"
+
+
+def metric_key(task: Task) -> str:
+    """The name reported to Ray Train/Tune: best validation value of the primary metric so far."""
+    return f"valid_{primary_metric(task)}"
+
+
+def model_params(task: Task, seed: int, overrides: Mapping[str, Any] | None = None) -> dict[str, float | int | str]:
+    """Parameters stored with a model: task objective, defaults, the seed, then `overrides` (compute keys dropped)."""
+    params: dict[str, float | int | str] = {"objective": OBJECTIVE[task], **DEFAULTS, "seed": seed}
+    for key, value in (overrides or {}).items():
+        if key in COMPUTE_KEYS:
+            continue
+        if not isinstance(value, int | float | str):
+            raise SkillError(f"xgboost parameter {key!r} must be a number or a string",
+                             hint='write constraints as xgboost strings, e.g. "(1,-1)"')
+        params[key] = int(value) if isinstance(value, bool) else value
+    return params
+
+
+def xgb_params(params: Mapping[str, Any], task: Task, compute: Compute) -> dict[str, Any]:
+    """What xgboost.train gets: stored parameters + eval metrics + this run's device and threads."""
+    return {**params, "eval_metric": EVAL_METRICS[task], **compute.xgb_params()}
