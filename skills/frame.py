@@ -30,6 +30,13 @@ class Frame:
     feature_types: list[str]
     categories: dict[str, list[str]]
 
+    @property
+    def labels(self) -> np.ndarray:
+        """The label column; a frame built without a target has none (a bug in the caller, said plainly)."""
+        if self.y is None:
+            raise ValueError("this frame was built without a target column, so it has no labels")
+        return self.y
+
     def dmatrix(self, **kwargs: object):  # noqa: ANN201 - xgboost is imported lazily
         import xgboost as xgb
 

@@ -65,14 +65,14 @@ def cross_validate(table: pa.Table, features: Sequence[str], target: str, task: 
     from skills.library.boosting.metrics import score
 
     frame = build_frame(table, features, target, task, categories)
-    ids = fold_ids(frame.y, task, folds, seed)
+    ids = fold_ids(frame.labels, task, folds, seed)
     full = {**model_params(task, seed, params), "eval_metric": EVAL_METRICS[task]}
     full["nthread"] = params.get("nthread", 0) or 0  # 0: every core this process may use
     out: list[dict[str, float]] = []
     for k in range(folds):
         train, test = subset(frame, ids != k), subset(frame, ids == k)
         booster = boost_plain(full, train.dmatrix(), num_rounds)
-        out.append(score(task, test.y, booster.predict(test.dmatrix())))
+        out.append(score(task, test.labels, booster.predict(test.dmatrix())))
         if on_fold is not None:
             on_fold(k, out[-1])
     return out
@@ -110,7 +110,7 @@ def holdout_predictions(ctx: SkillContext, model: ModelArtifact, table: pa.Table
     booster = load_booster(ctx.artifacts, model.uri, "evaluate")
     rows = validation_rows(table, model.target, model.task, booster)
     frame = build_frame(table.take(rows), model.features, model.target, model.task, model.categories)
-    return frame.y, booster.predict(frame.dmatrix())
+    return frame.labels, booster.predict(frame.dmatrix())
 
 
 def _cost(inp: EvaluateInput) -> int:

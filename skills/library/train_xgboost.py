@@ -119,7 +119,7 @@ def save_model(ctx: SkillContext, prep: Prepared, params: dict[str, Any], fit: F
     booster.set_param({"device": "cpu"})  # a GPU-trained model scores on the driver's CPU
     booster.set_attr(**{SPLIT_ATTR: json.dumps(prep.split_info())})
     valid = prep.frame(VALID)
-    metrics = score(prep.task, valid.y, booster.predict(valid.dmatrix()))
+    metrics = score(prep.task, valid.labels, booster.predict(valid.dmatrix()))
     uri = ctx.artifacts.put_bytes(ctx.key("model.json"), bytes(booster.save_raw("json")))
     return ModelArtifact(uri=uri, task=prep.task, target=prep.target, features=prep.features,
                          categories=prep.categories, params=params, num_rounds=booster.num_boosted_rounds(),

@@ -133,7 +133,8 @@ def _stopper_class() -> type:
         """Stops the whole experiment once the trials together ran `limit` boosting rounds."""
 
         def __init__(self, limit: int | None) -> None:
-            self.limit, self.used = limit, {}
+            self.limit = limit
+            self.used: dict[str, int] = {}
 
         def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
             self.used[trial_id] = int(result.get("rounds", 0))
