@@ -1,7 +1,8 @@
 """Before and between steps: check a plan's shape, and turn a step's literals and refs into its typed input.
 
-A `Ref(step, field)` takes `field` of that step's JSON outputs; a dotted field (`metrics.auc`, `trials.0`) walks into
-dicts and lists. Resolved inputs are validated with the skill's input model; a bad one is an ExecutionError that names
+Refs are followed by `skills.refs` (the one resolver): `Ref(step, path)` takes `path` of that step's JSON outputs, a
+dotted path (`metrics.auc`, `trials.0`) walking into dicts and lists, and refs nested in lists and dicts of an input
+resolve too. Resolved inputs are validated with the skill's input model; a bad one is an ExecutionError that names
 the step and the input, never the data value (values may be governed data).
 """
 from __future__ import annotations
@@ -12,7 +13,8 @@ from pydantic import BaseModel, ValidationError
 
 from executor.errors import ExecutionError
 from skills.errors import SkillError
-from skills.plan import Plan, Ref, Step, as_ref
+from skills.plan import Plan, Step
+from skills.refs import Ref, RefError, find_refs, path_type, resolve
 from skills.registry import Registry, SkillSpec
 
 
@@ -25,7 +27,7 @@ def check_plan(plan: Plan, registry: Registry) -> tuple[list[str], dict[str, Ski
                              hint="give every step its own id")
     specs = {s.id: _spec(s, registry) for s in plan.steps}
     for s in plan.steps:
-        for name, ref in s.refs().items():
+        for name, ref in s.all_refs():
             _check_ref(s, name, ref, specs)
     try:
         order = plan.topological_order()
@@ -46,11 +48,11 @@ def _check_ref(step: Step, name: str, ref: Ref, specs: dict[str, SkillSpec]) -> 
     if source is None:
         raise ExecutionError(f"step {step.id!r} input {name!r} refers to unknown step {ref.step!r}", step=step.id,
                              field=name, hint=f"steps: {', '.join(specs)}")
-    head = ref.field.split(".", 1)[0]
-    if head not in source.output_model.model_fields:
-        raise ExecutionError(
-            f"step {step.id!r} input {name!r} refers to {ref}, but skill {source.name!r} has no output {head!r}",
-            step=step.id, field=name, hint=f"outputs of {source.name}: {', '.join(source.output_model.model_fields)}")
+    try:
+        path_type(ref, source.output_model)
+    except RefError as err:
+        raise ExecutionError(f"step {step.id!r} input {name!r} refers to {ref}, but skill {source.name!r} has no "
+                             f"output {err.missing!r}", step=step.id, field=name, hint=err.hint) from None
 
 
 def resolve_inputs(step: Step, spec: SkillSpec, outputs: dict[str, dict[str, Any]]) -> BaseModel:
@@ -63,33 +65,19 @@ def resolve_inputs(step: Step, spec: SkillSpec, outputs: dict[str, dict[str, Any
 
 
 def _value(step: Step, name: str, value: Any, outputs: dict[str, dict[str, Any]]) -> Any:
-    ref = as_ref(value)
-    if ref is None:
-        return value
-    if ref.step not in outputs:
-        raise ExecutionError(f"step {step.id!r} input {name!r}: step {ref.step!r} has no outputs", step=step.id,
-                             field=name, hint=f"step {ref.step!r} must succeed before {step.id!r} runs")
-    current: Any = outputs[ref.step]
-    for part in ref.field.split("."):
-        current = _walk(current, part, step, name, ref)
-    return current
-
-
-def _walk(current: Any, part: str, step: Step, name: str, ref: Ref) -> Any:
-    if isinstance(current, dict) and part in current:
-        return current[part]
-    if isinstance(current, list) and part.lstrip("-").isdigit() and -len(current) <= int(part) < len(current):
-        return current[int(part)]
-    raise ExecutionError(f"step {step.id!r} input {name!r}: the output of step {ref.step!r} has no {ref.field!r}",
-                         step=step.id, field=name, hint="refer to a field the skill's output model declares")
+    try:
+        return resolve(value, outputs)
+    except RefError as err:
+        raise ExecutionError(f"step {step.id!r} input {name!r}: {err.message}", step=step.id, field=name,
+                             hint=err.hint) from None
 
 
 def _input_error(step: Step, spec: SkillSpec, exc: ValidationError) -> ExecutionError:
     problems = []
     for err in exc.errors(include_input=False, include_url=False):
         loc = ".".join(str(p) for p in err["loc"]) or "(input)"
-        origin = as_ref(step.inputs.get(str(err["loc"][0]))) if err["loc"] else None
-        where = f" (from {origin})" if origin else ""
+        origins = find_refs(step.inputs.get(str(err["loc"][0]))) if err["loc"] else []
+        where = f" (from {', '.join(map(str, origins))})" if origins else ""
         problems.append(f"input {loc!r}{where}: {err['msg']}")
     first = exc.errors(include_input=False, include_url=False)[0]
     field = str(first["loc"][0]) if first["loc"] else None

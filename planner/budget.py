@@ -10,7 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from skills.plan import Plan, as_ref
+from skills.plan import Plan
+from skills.refs import find_refs
 from skills.registry import Registry, SkillSpec
 
 
@@ -32,9 +33,9 @@ class StepCost(BaseModel):
 
 
 def literal_input(spec: SkillSpec, inputs: dict[str, Any]) -> BaseModel:
-    """The step's input model built from its literal inputs, unvalidated; refs become None and absent fields take
-    their defaults. Only for estimates (`reads`, `cost`): callers must survive odd values."""
-    values = {name: (None if as_ref(value) is not None else value) for name, value in inputs.items()
+    """The step's input model built from its literal inputs, unvalidated; inputs holding refs become None and absent
+    fields take their defaults. Only for estimates (`reads`, `cost`): callers must survive odd values."""
+    values = {name: (None if find_refs(value) else value) for name, value in inputs.items()
               if name in spec.input_model.model_fields}
     return spec.input_model.model_construct(**values)
 

@@ -22,7 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from governance import AgentmlError, Category
 from planner.ooda_rules import Candidate, Orientation, decide, orient
-from skills.plan import Plan, Ref, Step, as_ref
+from skills.plan import Plan, Step
+from skills.refs import Ref, RefError, as_ref, map_refs, resolve
 from skills.runs import RunResult
 from skills.sql import sql_reads
 
@@ -113,21 +114,9 @@ class _RunFailed(Exception):
 # --------------------------------------------------------------------------------------------------- plan plumbing
 
 
-def resolve(value: Any, outputs: Mapping[str, Mapping[str, Any]]) -> Any:
-    """A step input's value: the literal itself, or the referenced output field (dotted paths walk dicts/lists)."""
-    ref = as_ref(value)
-    if ref is None:
-        return value
-    current: Any = outputs.get(ref.step)
-    for part in ref.field.split("."):
-        current = current[int(part)] if isinstance(current, list) else (current or {}).get(part)
-    return current
-
-
 def inline_outputs(step: Step, outputs: Mapping[str, Mapping[str, Any]]) -> Step:
     """The step with refs to steps that already ran replaced by their values (so it runs in a plan of its own)."""
-    inputs = {k: (resolve(v, outputs) if (r := as_ref(v)) is not None and r.step in outputs else v)
-              for k, v in step.inputs.items()}
+    inputs = {k: resolve(v, outputs, partial=True) for k, v in step.inputs.items()}
     return step.model_copy(update={"inputs": inputs})
 
 
@@ -171,7 +160,11 @@ class BaseQuery:
 
     @classmethod
     def of(cls, step: Step, outputs: Mapping[str, Mapping[str, Any]]) -> BaseQuery:
-        inputs = {k: resolve(v, outputs) for k, v in step.inputs.items()}
+        try:
+            inputs = {k: resolve(v, outputs) for k, v in step.inputs.items()}
+        except RefError as err:
+            raise OodaError(f"the inputs of the training table's step {step.id!r} cannot be read back: "
+                            f"{err.message}", hint=err.hint) from None
         if step.skill == "features":
             sql, specs, cutoff = inputs["base_sql"], list(inputs.get("specs") or []), inputs.get("cutoff")
             key = inputs.get("key")
@@ -305,7 +298,7 @@ def race_rounds(loop: _Loop, n_candidates: int) -> int:
 def _race_step(loop: _Loop, i: int, candidates: list[Candidate], rounds: int) -> Step:
     model, cfg = loop.model, loop.config
     inputs: dict[str, Any] = {
-        "table": Ref(step=f"ooda{i}_features", field="table"), "target": model["target"], "task": model["task"],
+        "table": Ref(step=f"ooda{i}_features", path="table"), "target": model["target"], "task": model["task"],
         "base_features": list(model["features"]), "params": dict(model.get("params") or {}),
         "candidates": [{"name": c.name, "features": c.features, "description": c.description} for c in candidates],
         "max_rounds": rounds, "grace_rounds": min(cfg.grace_rounds, rounds), "folds": cfg.folds,
@@ -319,7 +312,7 @@ def _train_step(loop: _Loop, i: int) -> Step:
     """Retrain as the current model was trained, on the new features: the same train_xgboost inputs, or for a tuned
     model its best params retrained with early stopping within the tuning's round limit (as `tune` does)."""
     old = loop.plan.step(loop.roles["train"])
-    table, features = Ref(step=f"ooda{i}_features", field="table"), Ref(step=f"ooda{i}_race", field="features")
+    table, features = Ref(step=f"ooda{i}_features", path="table"), Ref(step=f"ooda{i}_race", path="features")
     if old.skill == "train_xgboost":
         inputs = {**old.inputs, "table": table, "features": features}
     else:
@@ -334,11 +327,10 @@ def _train_step(loop: _Loop, i: int) -> Step:
 
 def _remap(step: Step, new_id: str, mapping: Mapping[str, str]) -> Step:
     """A copy of `step` named `new_id` whose refs point at the new steps that replace the old ones."""
-    def move(value: Any) -> Any:
-        ref = as_ref(value)
-        return Ref(step=mapping[ref.step], field=ref.field) if ref is not None and ref.step in mapping else value
+    def move(ref: Ref) -> Ref:
+        return Ref(step=mapping[ref.step], path=ref.path) if ref.step in mapping else ref
 
-    return Step(id=new_id, skill=step.skill, inputs={k: move(v) for k, v in step.inputs.items()},
+    return Step(id=new_id, skill=step.skill, inputs={k: map_refs(v, move) for k, v in step.inputs.items()},
                 description=step.description)
 
 

@@ -95,14 +95,14 @@ def _reads_text(reads: Mapping[str, list[str] | None]) -> str:
 def _rows(step: Step, reads: Mapping[str, object], known: Mapping[str, int | None],
           counts: Mapping[str, int]) -> int | None:
     """Rows a step works on: its SQL's table, else the table it is fed, else its largest input."""
-    if step.skill == "query" or not step.refs():
+    if step.skill == "query" or not step.all_refs():
         sizes = [counts[t] for t in reads if t in counts]
         return max(sizes) if sizes else None
     refs = step.refs()
     primary = next((refs[name].step for name in _ROW_INPUTS if name in refs), None)
     if primary is not None:
         return known.get(primary)
-    sizes = [n for r in refs.values() if (n := known.get(r.step)) is not None]
+    sizes = [n for _, r in step.all_refs() if (n := known.get(r.step)) is not None]
     return max(sizes) if sizes else None
 
 
@@ -125,7 +125,7 @@ def preview(plan: Plan, registry: Registry, catalog: Catalog | None = None,
         rounds, trials = (cost.rounds, cost.trials) if cost else (0, 0)
         out.append(StepPreview(
             id=step.id, skill=step.skill, description=step.description,
-            depends_on=sorted({r.step for r in step.refs().values()}),
+            depends_on=sorted({r.step for _, r in step.all_refs()}),
             reads={t: None if c is None else sorted(c) for t, c in reads.items()}, trials=trials, rounds=rounds,
             rows=n, cost=rounds * n if rounds and n is not None else None))
     spent = [s.cost for s in out if s.rounds]

@@ -139,7 +139,7 @@ class _Steps:
 
     @staticmethod
     def ref(step: str, name: str) -> dict[str, str]:
-        return Ref(step=step, field=name).model_dump()
+        return Ref(step=step, path=name).model_dump()
 
 
 def select_all(table: str, not_null: str | None = None) -> str:

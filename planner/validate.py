@@ -1,10 +1,12 @@
 """`validate_plan`: every problem of a plan at once, each with where it is and how to fix it, before anything runs.
 
-Checks, in order: the plan's own shape, duplicate step ids, unknown skills, unknown refs (step or output field),
-cycles, input schemas (literal inputs against the skill's input model; ref-valued inputs count as present), output
-type vs the input it feeds, tables/columns the principal may not see (the skill's `reads(inp)`, every SQL literal
-parsed with sqlglot, feature-spec dicts, column-name inputs), and the budget. Governance still enforces access at
-run time; this is for early, precise errors, never the security boundary.
+Checks, in order: the plan's own shape, duplicate step ids, unknown skills, unknown refs (step, output field, or a
+dotted sub-path the output model cannot have; refs nested in lists and dicts too), cycles, input schemas (literal
+inputs against the skill's input model; inputs holding refs count as present), output type (of the ref's whole
+dotted path, Any where the output model cannot tell) vs the input it feeds, tables/columns the principal may not
+see (the skill's `reads(inp)`, every SQL literal parsed with sqlglot, feature-spec dicts, column-name inputs), and
+the budget. Governance still enforces access at run time; this is for early, precise errors, never the security
+boundary.
 """
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ from planner.budget import Budget, literal_input, plan_costs
 from planner.catalog import Catalog, close_matches, lookup
 from planner.errors import PlanProblem
 from skills.errors import SkillError
-from skills.plan import Plan, Ref, Step, as_ref
+from skills.plan import Plan, Step
+from skills.refs import Ref, RefError, as_ref, path_type
 from skills.registry import Registry, SkillSpec
 from skills.sql import DIALECT, Reads, merge_reads, parse_sql, sql_reads
 from skills.types import ModelArtifact, TableArtifact
@@ -85,17 +88,25 @@ def _check_skills(plan: Plan, registry: Registry) -> Iterator[PlanProblem]:
 def _check_refs(plan: Plan, registry: Registry) -> Iterator[PlanProblem]:
     by_id = {s.id: s for s in plan.steps}
     for s in plan.steps:
-        for name, ref in s.refs().items():
+        for name, ref in s.all_refs():
             producer = by_id.get(ref.step)
             if producer is None:
                 yield PlanProblem(step=s.id, field=name, kind="unknown_ref",
                                   message=f"refers to step {ref.step!r}, which is not in the plan",
                                   hint=_did_you_mean(ref.step, list(by_id), f"steps: {', '.join(by_id)}"))
-            elif producer.skill in registry and ref.field not in registry.get(producer.skill).output_model.model_fields:
-                outputs = list(registry.get(producer.skill).output_model.model_fields)
-                yield PlanProblem(step=s.id, field=name, kind="unknown_ref",
-                                  message=f"step {ref.step!r} ({producer.skill}) has no output {ref.field!r}",
-                                  hint=_did_you_mean(ref.field, outputs, f"its outputs: {', '.join(outputs)}"))
+            elif producer.skill in registry:
+                yield from _check_path(s, name, ref, producer.skill, registry.get(producer.skill))
+
+
+def _check_path(step: Step, name: str, ref: Ref, skill: str, spec: SkillSpec) -> Iterator[PlanProblem]:
+    """The ref's output field, and its dotted sub-path as far as the output model tells, exist."""
+    try:
+        path_type(ref, spec.output_model)
+    except RefError as err:
+        last = err.missing.rsplit(".", 1)[-1]
+        yield PlanProblem(step=step.id, field=name, kind="unknown_ref",
+                          message=f"step {ref.step!r} ({skill}) has no output {err.missing!r}",
+                          hint=_did_you_mean(last, err.options, err.hint or ""))
 
 
 def _check_cycle(plan: Plan) -> Iterator[PlanProblem]:
@@ -155,7 +166,7 @@ def _field_hint(spec: SkillSpec, name: str) -> str:
 
 def _check_inputs(step: Step, spec: SkillSpec) -> Iterator[PlanProblem]:
     fields = spec.input_model.model_fields
-    refs = set(step.refs())
+    refs = {name for name, _ in step.all_refs()}  # checked once resolved, by the executor
     for name in step.inputs:
         if name not in fields:
             yield PlanProblem(step=step.id, field=name, kind="schema", message=f"{spec.name} has no input {name!r}",
@@ -243,11 +254,15 @@ def _check_types(plan: Plan, registry: Registry) -> Iterator[PlanProblem]:
 
 
 def _output_annotation(ref: Ref, by_id: Mapping[str, Step], registry: Registry) -> Any | None:
+    """The type `ref` names (Any where the output model cannot tell), or None when that is unknown or reported
+    by `_check_refs`."""
     producer = by_id.get(ref.step)
     if producer is None or producer.skill not in registry:
         return None
-    info = registry.get(producer.skill).output_model.model_fields.get(ref.field)
-    return None if info is None else info.annotation
+    try:
+        return path_type(ref, registry.get(producer.skill).output_model)
+    except RefError:
+        return None
 
 
 def _matching_outputs(wanted: Any, plan: Plan, registry: Registry, exclude: str) -> str:
@@ -265,7 +280,7 @@ def _matching_outputs(wanted: Any, plan: Plan, registry: Registry, exclude: str)
 
 def _sql_literals(step: Step) -> Iterator[tuple[str, str]]:
     for name, value in step.inputs.items():
-        if isinstance(value, str) and as_ref(value) is None and (
+        if isinstance(value, str) and (
                 name in _SQL_FIELDS or value.lstrip("( \n").lower().startswith(("select ", "with "))):
             yield name, value
 

@@ -133,17 +133,17 @@ def report_step(plan: Plan, roles: Mapping[str, str], ooda: OodaResult | None, m
                 notes: str) -> Step:
     """The final report over the latest model, its evaluation, drivers, slices and every OODA iteration."""
     def ref(role: str, name: str) -> dict[str, Any]:
-        return {name: Ref(step=roles[role], field=name)} if role in roles else {}
+        return {name: Ref(step=roles[role], path=name)} if role in roles else {}
 
     title = next((s.inputs.get("title") for s in plan.steps if s.skill == "report"), None) or plan.goal or "agentml"
-    inputs: dict[str, Any] = {"title": title, "model": Ref(step=roles["train"], field="model"),
+    inputs: dict[str, Any] = {"title": title, "model": Ref(step=roles["train"], path="model"),
                               **ref("evaluate", "metrics"), **ref("evaluate", "curves"),
                               **ref("explain", "drivers"), **ref("explain", "importance"),
                               **ref("residuals", "slices"), **ref("residuals", "overall_error"),
                               "iterations": iteration_rows(ooda), "notes": notes}
     tune = next((s.id for s in plan.steps if s.skill == "tune"), None)
     if tune:
-        inputs["trials"] = Ref(step=tune, field="trials")
+        inputs["trials"] = Ref(step=tune, path="trials")
     if metric[0] is not None and metric[1] is not None:
         inputs.update({"metric_name": f"{metric[0]} (cross-validated)", "metric_value": metric[1]})
     return Step(id=REPORT_STEP, skill="report", inputs=inputs, description="final report with the OODA iterations")

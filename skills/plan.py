@@ -1,52 +1,21 @@
-"""The Plan: data only. Steps `{id, skill, inputs}`; an input is a literal or a `Ref` to another step's output field.
+"""The Plan: data only. Steps `{id, skill, inputs}`; an input is a literal, a `Ref` to another step's output, or a
+list/dict holding refs.
 
-In JSON a reference is written `{"$ref": "step_id.field"}` so that plans stay readable and diffable.
+In JSON a reference is written `{"$ref": "step_id.field"}` (or `step_id.field.sub.0`, a dotted path into the output)
+so that plans stay readable and diffable; `skills.refs` defines it and is the one place that resolves it.
 """
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from skills.refs import Ref, as_ref, find_refs, is_ref
+
+__all__ = ["Plan", "Ref", "Step", "as_ref", "find_refs", "is_ref"]
 
 _ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-class Ref(BaseModel):
-    """A reference to the output field `field` of step `step`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    step: str
-    field: str
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_json(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "$ref" in data:
-            step, _, field = str(data["$ref"]).partition(".")
-            return {"step": step, "field": field}
-        return data
-
-    @model_serializer
-    def _to_json(self) -> dict[str, str]:
-        return {"$ref": f"{self.step}.{self.field}"}
-
-    def __str__(self) -> str:
-        return f"{self.step}.{self.field}"
-
-
-def is_ref(value: Any) -> bool:
-    """True for a `Ref` or its JSON form `{"$ref": "step.field"}`."""
-    return isinstance(value, Ref) or (isinstance(value, dict) and set(value) == {"$ref"})
-
-
-def as_ref(value: Any) -> Ref | None:
-    """The `Ref` a value stands for, or None for a literal."""
-    if isinstance(value, Ref):
-        return value
-    if is_ref(value):
-        return Ref.model_validate(value)
-    return None
 
 
 class Step(BaseModel):
@@ -66,8 +35,12 @@ class Step(BaseModel):
         return v
 
     def refs(self) -> dict[str, Ref]:
-        """Input name -> Ref, for the inputs that are references."""
+        """Input name -> Ref, for the inputs that are a reference themselves (not lists or dicts holding some)."""
         return {name: ref for name, value in self.inputs.items() if (ref := as_ref(value)) is not None}
+
+    def all_refs(self) -> list[tuple[str, Ref]]:
+        """(input name, Ref) for every reference in the inputs, those nested in lists and dicts included."""
+        return [(name, ref) for name, value in self.inputs.items() for ref in find_refs(value)]
 
 
 class Plan(BaseModel):
@@ -87,7 +60,7 @@ class Plan(BaseModel):
 
     def dependencies(self) -> dict[str, set[str]]:
         """Step id -> ids of the steps it reads from."""
-        return {s.id: {r.step for r in s.refs().values()} for s in self.steps}
+        return {s.id: {r.step for _, r in s.all_refs()} for s in self.steps}
 
     def topological_order(self) -> list[str]:
         """Step ids, each after the steps it depends on. Raises ValueError naming a cycle."""

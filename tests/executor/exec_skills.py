@@ -79,6 +79,16 @@ def scale(ctx: SkillContext, inp: ScaleIn) -> ScaleOut:
     return ScaleOut(values=[v * inp.factor for v in inp.values])
 
 
+class SumPartsIn(_Model):
+    parts: dict[str, int]
+
+
+@skill("sum_parts", registry=REGISTRY)
+def sum_parts(ctx: SkillContext, inp: SumPartsIn) -> AddOut:
+    """The sum of a dict's values (a dict input, for refs nested in dicts)."""
+    return AddOut(sum=sum(inp.parts.values()))
+
+
 class FailIn(_Model):
     message: str = "cannot do it"
     hint: str | None = None

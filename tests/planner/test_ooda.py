@@ -18,7 +18,7 @@ import pytest
 from executor import RunStore, run_plan
 from governance import Engine, Principal, policies_from_dict
 from planner.catalog import Related
-from planner.ooda import LoopConfig, improve
+from planner.ooda import BaseQuery, LoopConfig, OodaError, improve, inline_outputs
 from planner.ooda_llm import propose
 from planner.ooda_rules import Orientation, decide, orient
 from skills.artifacts import ArtifactStore
@@ -206,3 +206,23 @@ def test_llm_junk_leaves_the_rules_alone() -> None:
     o = _llm_orientation()
     assert propose("openai/gpt-4o-mini", o, CATALOG, {}, [], {}, mock_response="I cannot help with that") == []
     assert any("LLM proposals skipped" in n for n in o.notes)
+
+
+def test_the_base_query_and_inlined_steps_follow_dotted_refs() -> None:
+    outputs = {"q": {"table": {"uri": "t", "rows": 3, "columns": ["account_id"], "key": "account_id"},
+                     "sql": "SELECT * FROM accounts", "meta": {"cutoffs": ["2024-01-01"]}}}
+    step = Step(id="f", skill="features", inputs={"base_sql": {"$ref": "q.sql"}, "key": {"$ref": "q.table.key"},
+                                                  "cutoff": {"$ref": "q.meta.cutoffs.0"}, "specs": []})
+    base = BaseQuery.of(step, outputs)
+    assert (base.sql, base.key, base.cutoff, base.table) == ("SELECT * FROM accounts", "account_id", "2024-01-01",
+                                                             "accounts")
+    later = Step(id="t", skill="train_xgboost", inputs={"table": Ref(step="f", path="table"),
+                                                        "features": [{"$ref": "q.table.columns.0"}]})
+    assert inline_outputs(later, outputs).inputs == {"table": Ref(step="f", path="table"), "features": ["account_id"]}
+
+
+def test_a_base_query_ref_that_cannot_be_read_back_is_an_ooda_error() -> None:
+    step = Step(id="f", skill="features", inputs={"base_sql": {"$ref": "q.sql"}, "key": {"$ref": "q.table.kee"}})
+    with pytest.raises(OodaError) as err:
+        BaseQuery.of(step, {"q": {"sql": "SELECT * FROM accounts", "table": {"key": "account_id"}}})
+    assert "q.table.kee" in err.value.message and "'table.kee'" in err.value.message

@@ -61,6 +61,43 @@ def test_unknown_ref_field(plan: dict[str, Any], registry: Any, catalog: Any) ->
     assert p.message == "step 'tune' (tune) has no output 'modle'" and p.hint == "did you mean model?"
 
 
+def test_dotted_refs_are_checked_against_the_output_model(plan: dict[str, Any], registry: Any, catalog: Any) -> None:
+    _step(plan, "evaluate")["inputs"]["folds"] = {"$ref": "tune.model.num_rounds"}  # int feeds int
+    _step(plan, "explain")["inputs"]["top_k"] = {"$ref": "tune.best_params.max_depth"}  # a free dict: Any
+    assert _problems(plan, registry, catalog) == []
+
+
+def test_a_bad_sub_path_is_an_unknown_ref(plan: dict[str, Any], registry: Any, catalog: Any) -> None:
+    _step(plan, "evaluate")["inputs"]["folds"] = {"$ref": "tune.model.num_roundz"}
+    p = _only(_problems(plan, registry, catalog))
+    assert (p.kind, p.step, p.field) == ("unknown_ref", "evaluate", "folds")
+    assert p.message == "step 'tune' (tune) has no output 'model.num_roundz'" and p.hint == "did you mean num_rounds?"
+
+
+def test_a_name_into_a_list_output_is_an_unknown_ref(plan: dict[str, Any], registry: Any, catalog: Any) -> None:
+    _step(plan, "explain")["inputs"]["top_k"] = {"$ref": "tune.trials.best"}
+    p = _only(_problems(plan, registry, catalog))
+    assert (p.kind, p.message) == ("unknown_ref", "step 'tune' (tune) has no output 'trials.best'")
+    assert p.hint == "trials is a list: index it with a number"
+
+
+def test_the_type_of_a_dotted_path_must_match_the_input(plan: dict[str, Any], registry: Any, catalog: Any) -> None:
+    _step(plan, "evaluate")["inputs"]["folds"] = {"$ref": "tune.model.target"}
+    p = _only(_problems(plan, registry, catalog))
+    assert (p.kind, p.step, p.field) == ("type_mismatch", "evaluate", "folds")
+    assert p.message == "tune.model.target is str but evaluate.folds expects int"
+
+
+def test_refs_nested_in_lists_and_dicts_are_checked(plan: dict[str, Any], registry: Any, catalog: Any) -> None:
+    _step(plan, "tune")["inputs"]["features"] = [{"$ref": "features.features.0"}, {"$ref": "ghost.features"}]
+    _step(plan, "report")["inputs"]["metrics"] = {"auc": {"$ref": "evaluate.metrics.auc"},
+                                                  "gain": {"$ref": "evaluate.nope"}}
+    problems = _problems(plan, registry, catalog)
+    assert [(p.kind, p.step, p.field) for p in problems] == [("unknown_ref", "tune", "features"),
+                                                              ("unknown_ref", "report", "metrics")]
+    assert "'ghost'" in problems[0].message and problems[1].message == "step 'evaluate' (evaluate) has no output 'nope'"
+
+
 def test_cycle(plan: dict[str, Any], registry: Any, catalog: Any) -> None:
     _step(plan, "query")["inputs"]["key"] = {"$ref": "report.uri"}  # str feeds str | None: only the cycle is wrong
     p = _only(_problems(plan, registry, catalog))
