@@ -6,6 +6,7 @@ Nothing here talks to a terminal: the CLI passes a progress callback and reads t
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from skills.context import RuntimeSettings
     from skills.registry import Registry
 
+log = logging.getLogger("agentml.ooda")
 REPORT_STEP = "final_report"
 Backend = Literal["local", "ray"]
 
@@ -184,6 +186,39 @@ def _write_files(out: Path, plan: Plan, summary: dict[str, Any], artifacts: Arti
     (out / "result.json").write_text(SessionSummary.model_validate(summary).model_dump_json(indent=2) + "\n")
 
 
+def improve_stored(env: SessionEnv, result: RunResult, plan: Plan, *, iterations: int,
+                   catalog: Mapping[str, Mapping[str, str]] | None = None, budget: Budget | None = None,
+                   config: LoopConfig | None = None) -> tuple[OodaResult | None, str | None]:
+    """The OODA loop on a succeeded run, for every caller (the CLI's session, the API's in-process runner, a Ray
+    job): its progress and iterations are kept in the run's record under "ooda". Returns the loop's result, or None
+    and why it could not run; the run itself is never failed by the loop."""
+    from planner.ooda import OodaError
+
+    base = dict(result.result)
+    env.store.update_run(result.id, result={**base, "ooda": {"status": "running", "iterations": []}})
+    env.store.append_event(result.id, "ooda", message=f"improving: up to {iterations} iteration(s)",
+                           data={"status": "running"})
+    res: OodaResult | None = None
+    try:
+        res = improve(plan, result, engine=env.engine, principal=env.principal,
+                      catalog=catalog if catalog is not None else env.engine.catalog(env.principal),
+                      execute=env.run, iterations=iterations, registry=env.registry, budget=budget, config=config)
+    except OodaError as exc:
+        summary: dict[str, Any] = {"status": "failed", "error": exc.message, "hint": exc.hint, "iterations": []}
+    except Exception as exc:  # noqa: BLE001 - the run succeeded: its record must not say "improving" forever
+        log.exception("the OODA loop of run %s failed", result.id)
+        summary = {"status": "failed", "error": f"the OODA loop failed unexpectedly ({type(exc).__name__})",
+                   "hint": "the run's own results are complete; see the server or job log", "iterations": []}
+    else:
+        summary = {"status": "done", "stopped": res.stopped, "error": res.error,
+                   "accepted_features": res.accepted_features,
+                   "iterations": [it.model_dump(mode="json") for it in res.iterations]}
+    env.store.update_run(result.id, result={**base, "ooda": summary})
+    env.store.append_event(result.id, "ooda", message=summary.get("stopped") or summary.get("error") or "done",
+                           data={"status": summary["status"], "iterations": len(summary["iterations"])})
+    return res, None if res is not None else summary["error"]
+
+
 def run_session(plan: Plan, env: SessionEnv, out: Path, *, catalog: Mapping[str, Mapping[str, str]],
                 iterations: int = 2, budget: Budget | None = None, config: LoopConfig | None = None,
                 notes: str = "") -> SessionResult:
@@ -196,18 +231,20 @@ def run_session(plan: Plan, env: SessionEnv, out: Path, *, catalog: Mapping[str,
         summary = summarize(plan, first, None, elapsed=time.monotonic() - started)
         _write_files(out, plan, summary, env.artifacts, None, None)
         return SessionResult(first, None, summary, out, *_failure(first))
-    ooda = None
+    ooda, why_not = None, None
     if iterations > 0 and any(s.skill in TRAIN_SKILLS for s in plan.steps):
-        ooda = improve(plan, first, engine=env.engine, principal=env.principal, catalog=catalog, execute=env.run,
-                       iterations=iterations, budget=budget, config=config)
-    return _finish(plan, env, out, first, ooda, notes, started)
+        ooda, why_not = improve_stored(env, first, plan, iterations=iterations, catalog=catalog, budget=budget,
+                                       config=config)
+    return _finish(plan, env, out, first, ooda, notes, started, why_not)
 
 
 def _finish(plan: Plan, env: SessionEnv, out: Path, first: RunResult, ooda: OodaResult | None, notes: str,
-            started: float) -> SessionResult:
+            started: float, why_not: str | None = None) -> SessionResult:
     final_plan = ooda.plan if ooda else plan.model_copy(deep=True)
     outputs = ooda.outputs if ooda else step_outputs(first)
     summary = summarize(plan, first, ooda, elapsed=time.monotonic() - started)
+    if why_not:
+        summary["stopped"] = f"the OODA loop could not run: {why_not}"
     roles = _roles_of(final_plan, outputs)
     report = None
     failed, kind = (ooda.error, ooda.failed_kind) if ooda else (None, None)

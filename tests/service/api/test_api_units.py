@@ -170,7 +170,7 @@ def test_settle_ends_a_run_its_driver_could_not(tmp_path: Path) -> None:
 
 
 def test_an_unexpected_ooda_failure_is_recorded_not_left_running(tmp_path: Path) -> None:
-    from service.jobs import improve_run
+    from service.session import SessionEnv, improve_stored
     from skills.artifacts import ArtifactStore
     from skills.plan import Plan
     from skills.registry import default_registry
@@ -179,8 +179,9 @@ def test_an_unexpected_ooda_failure_is_recorded_not_left_running(tmp_path: Path)
     plan = Plan.model_validate(quick_plan())
     run_id = store.create_run(plan, Principal(user="ann"), status="succeeded")
     # no engine at all: the loop breaks in a way nobody planned for
-    improve_run(store, store.get_run(run_id), plan, Principal(user="ann"), None,  # type: ignore[arg-type]
-                ArtifactStore(tmp_path / "a"), default_registry(), 1)
+    env = SessionEnv(Principal(user="ann"), None, ArtifactStore(tmp_path / "a"), store,  # type: ignore[arg-type]
+                     registry=default_registry())
+    improve_stored(env, store.get_run(run_id), plan, iterations=1)
     ooda = store.get_run(run_id).result["ooda"]
     assert ooda["status"] == "failed" and "unexpectedly (AttributeError)" in ooda["error"] and ooda["hint"]
     assert [e.data["status"] for e in store.events(run_id) if e.kind == "ooda"] == ["running", "failed"]
