@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from executor import AfterRun, job_parser
 from executor import job_main as run_main
 from governance import Principal
-from service.session import SessionEnv, improve_stored
+from service.session import SessionEnv, finish_stored
 from skills.plan import Plan
 
 if TYPE_CHECKING:
@@ -25,19 +25,18 @@ if TYPE_CHECKING:
 
 
 def _after(args: Namespace, store: RunStore) -> AfterRun | None:
-    """What the job does once its run succeeded: the OODA loop, when `--iterations` asked for one."""
-    if args.iterations <= 0:
-        return None
+    """What the job does once its run succeeded: the OODA loop when `--iterations` asked for one, then the
+    session's summary (the same one the CLI writes as result.json)."""
 
-    def improve_after(result: RunResult, engine: Engine, artifacts: ArtifactStore) -> None:
+    def finish_after(result: RunResult, engine: Engine, artifacts: ArtifactStore) -> None:
         from skills.registry import default_registry
 
         record = store.get_run(result.id)
         principal = Principal.model_validate(record.principal or {"user": record.user})
         env = SessionEnv(principal, engine, artifacts, store, registry=default_registry())
-        improve_stored(env, result, Plan.model_validate(record.plan), iterations=args.iterations)
+        finish_stored(env, result, Plan.model_validate(record.plan), iterations=args.iterations)
 
-    return improve_after
+    return finish_after
 
 
 def main(argv: Sequence[str] | None = None) -> int:

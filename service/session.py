@@ -219,6 +219,28 @@ def improve_stored(env: SessionEnv, result: RunResult, plan: Plan, *, iterations
     return res, None if res is not None else summary["error"]
 
 
+def store_summary(env: SessionEnv, plan: Plan, first: RunResult, summary: Mapping[str, Any]) -> dict[str, Any]:
+    """Keep the session's `result.json` document in the first run's record (`result["summary"]`), validated by its
+    model, so that every caller (CLI, API, Ray job) leaves the same document behind."""
+    doc = SessionSummary.model_validate(summary).model_dump(mode="json")
+    record = env.store.get_run(first.id)
+    env.store.update_run(first.id, result={**record.result, "summary": doc})
+    return doc
+
+
+def finish_stored(env: SessionEnv, result: RunResult, plan: Plan, *, iterations: int) -> dict[str, Any]:
+    """After a stored run (the API's runner, a Ray job): the OODA loop when asked for and the run succeeded, then
+    the session's summary in the run's record. Returns the summary."""
+    started = time.monotonic()
+    ooda, why_not = None, None
+    if iterations > 0 and result.status == "succeeded" and any(s.skill in TRAIN_SKILLS for s in plan.steps):
+        ooda, why_not = improve_stored(env, result, plan, iterations=iterations)
+    summary = summarize(plan, result, ooda, elapsed=time.monotonic() - started)
+    if why_not:
+        summary["stopped"] = f"the OODA loop could not run: {why_not}"
+    return store_summary(env, plan, result, summary)
+
+
 def run_session(plan: Plan, env: SessionEnv, out: Path, *, catalog: Mapping[str, Mapping[str, str]],
                 iterations: int = 2, budget: Budget | None = None, config: LoopConfig | None = None,
                 notes: str = "") -> SessionResult:
@@ -259,6 +281,7 @@ def _finish(plan: Plan, env: SessionEnv, out: Path, first: RunResult, ooda: Ooda
     model = outputs.get(roles.get("train", ""), {}).get("model")
     summary["elapsed_s"] = round(time.monotonic() - started, 1)
     _write_files(out, final_plan, summary, env.artifacts, report, model)
+    store_summary(env, plan, first, summary)
     return SessionResult(first, ooda, summary, out, failed, kind)
 
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Protocol, get_args
 from executor import ExecutionError, JobConfig, JobInfo, RayJobs, RunResult, RunStatus, RunStore, job_id_for, run_plan
 from governance import Principal
 from service.api.errors import ApiError
-from service.session import SessionEnv, improve_stored
+from service.session import SessionEnv, finish_stored
 from skills.plan import Plan
 
 if TYPE_CHECKING:
@@ -155,10 +155,10 @@ class LocalRunner:
                               ray_address=self.ray_address)
         except ExecutionError:
             return  # the plan could not start; run_plan recorded it as failed with the reason
-        if iterations > 0 and result.status == "succeeded" and not cancel.is_set():
+        if result.status == "succeeded" and not cancel.is_set():
             env = SessionEnv(principal, engine, self.artifacts, self.store, registry=self.registry,
                              ray_address=self.ray_address)
-            improve_stored(env, result, plan, iterations=iterations)
+            finish_stored(env, result, plan, iterations=iterations)
 
     def _fail(self, run_id: str, exc: Exception) -> None:
         run = self.store.get_run(run_id)

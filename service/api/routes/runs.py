@@ -26,6 +26,7 @@ from service.api.models import (
 from service.api.planning import check_plan, make_plan
 from service.api.runner import FINISHED
 from service.api.views import detail, links, summaries, summary
+from service.results import SessionSummary
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"], responses={
     **ERROR_RESPONSES, 403: {"model": ErrorBody, "description": "another user's run"},
@@ -75,6 +76,19 @@ def cancel_run(run: RunDep, user: UserDep, services: ServicesDep) -> RunSummary:
     """Steps stop at their next progress report (Ray jobs: the job is stopped); finished steps are kept."""
     services.runner.cancel(run, by=user.user)
     return summary(services.store.get_run(run.id))
+
+
+@router.get("/{run_id}/result", response_model=SessionSummary,
+            summary="The session's result document (the same as `agentml run`'s result.json)")
+def run_result(run: RunDep) -> SessionSummary:
+    """Task, target, cross-validated metric before and after the OODA loop, iterations, drivers: written when the
+    run (and its loop) ended. Its JSON Schema is `agentml schema result`."""
+    doc = run.result.get("summary")
+    if doc is None:
+        hint = ("wait for it to end (GET /v1/runs/{id}/events)" if run.status in ("queued", "running")
+                else "only runs that succeeded have one")
+        raise ApiError(404, "not_found", f"run {run.id} has no result document ({run.status})", hint=hint)
+    return SessionSummary.model_validate(doc)
 
 
 @router.get("/{run_id}/logs", response_class=PlainTextResponse, summary="The run's log (Ray job: the driver's output)",

@@ -18,8 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 from api_support import Server, free_port, quick_plan, small_plan, wait_for
+
+from service.results import SessionSummary
 
 pytestmark = pytest.mark.ray
 
@@ -166,5 +169,10 @@ def test_the_ooda_loop_runs_inside_the_job(ray_head: RayHead, server_env: Callab
         assert len(ooda["iterations"]) == 1 and ooda["iterations"][0]["candidates"], ooda
         events = server.get(f"/v1/runs/{run_id}/events", params={"stream": "false"}).json()["events"]
         assert [e["data"]["status"] for e in events if e["kind"] == "ooda"] == ["running", "done"]
+        # the job leaves the same session document the CLI writes as result.json
+        wait_for(lambda: server.get(f"/v1/runs/{run_id}/result").status_code == 200, 60, "no result document")
+        doc = server.get(f"/v1/runs/{run_id}/result").json()
+        jsonschema.validate(doc, SessionSummary.model_json_schema())
+        assert doc["target"] == "churn" and len(doc["iterations"]) == 1 and doc["run_ids"][0] == run_id
     finally:
         server.stop()

@@ -174,3 +174,42 @@ def test_cancel_a_queued_and_a_running_run(api_for: Callable[..., Api], tmp_path
     assert steps["report"] == "cancelled" and run["steps"][0]["outputs"]["rows"] > 0
     kinds = [e["kind"] for e in api.get(f"/v1/runs/{first}/events", params={"stream": False}).json()["events"]]
     assert "cancel_requested" in kinds
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)  # the store is not what this is about
+def test_cli_and_api_plan_alike_and_leave_the_same_result_document(api: Api, demo: Any, tmp_path: Path) -> None:
+    """One prompt, one principal: `agentml plan` and POST /v1/plans give the same plan, and the API's run leaves the
+    session document that `agentml run` writes as result.json (same model, same published schema). The OODA loop's
+    part of that document is checked through a Ray job (test_api_ray_jobs): Tune inside the API process is what
+    issue 14's control plane removes."""
+    import jsonschema
+    from typer.testing import CliRunner
+
+    from service.cli import app
+    from service.results import SessionSummary
+
+    prompt = "Build a quick churn model and tell me why users are leaving"
+    cli = CliRunner().invoke(app, ["plan", prompt, "--warehouse", str(demo.root), "--policies", str(demo.policies),
+                                   "--user", "ann", "--role", "analyst", "--attr", "region=north", "--json",
+                                   "--out", str(tmp_path / "planned")])
+    assert cli.exit_code == 0, cli.output
+    planned = api.post("/v1/plans", json={"prompt": prompt}).json()["plan"]
+    assert planned == json.loads(cli.stdout)
+    early = api.post("/v1/runs", json={"plan": planned}).json()["id"]
+    run = api.wait(early)
+    assert run["status"] == "succeeded", run
+    wait_for(lambda: api.get(f"/v1/runs/{early}/result").status_code == 200, 300, "no result document")
+    doc = api.get(f"/v1/runs/{early}/result").json()
+    jsonschema.validate(doc, SessionSummary.model_json_schema())
+    assert (doc["task"], doc["target"], doc["metric_name"]) == ("classification", "churn", "auc")
+    assert doc["iterations"] == [] and doc["stopped"] == "the OODA loop did not run" and doc["run_ids"] == [early]
+    assert 0.7 < doc["baseline_value"] <= 1 and doc["drivers"]
+    assert api.get(f"/v1/runs/{early}/result", as_="bob").status_code in (403, 404)  # another user's run
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_a_run_without_a_result_document_says_why(api: Api) -> None:
+    run_id = api.post("/v1/runs", json={"plan": slow_plan()}).json()["id"]
+    missing = api.get(f"/v1/runs/{run_id}/result")
+    assert missing.status_code == 404 and "has no result document" in missing.json()["error"]["message"]
+    api.post(f"/v1/runs/{run_id}/cancel")
