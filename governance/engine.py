@@ -198,10 +198,7 @@ class Engine:
         policies, schema = self.policies, self._schema
         key = (principal.model_dump_json(), sql)
         with self._lock:
-            if not self._remembers_for(policies, schema):
-                self._rewrites.clear()
-                self._drop_walls()
-                self._rewrites_for = (policies, schema)  # held, so their ids cannot be reused while cached
+            self._forget_if_stale(policies, schema)
             cached = self._rewrites.get(key)
             if cached is not None:
                 self._rewrites.move_to_end(key)
@@ -213,6 +210,13 @@ class Engine:
                 if len(self._rewrites) > REWRITE_CACHE_SIZE:
                     self._rewrites.popitem(last=False)
         return rewritten
+
+    def _forget_if_stale(self, policies: Policies, schema: dict[str, dict[str, str]]) -> None:
+        """Drop remembered rewrites and walls made with other policies or tables (call holding the lock)."""
+        if not self._remembers_for(policies, schema):
+            self._rewrites.clear()
+            self._drop_walls()
+            self._rewrites_for = (policies, schema)  # held, so their ids cannot be reused while cached
 
     def _remembers_for(self, policies: Policies, schema: dict[str, dict[str, str]]) -> bool:
         """Whether the remembered rewrites were made with these very policies and tables."""
@@ -253,9 +257,9 @@ class Engine:
     def _wall(self, principal: Principal) -> str:
         """The principal's schema of governed views, built on first use: one view per table they may read, each the
         rewrite of `SELECT * FROM table`. Rebuilt when tables or policies change."""
-        self.rewrite("SELECT 1", principal)  # drops stale walls when tables or policies changed
         key = principal.model_dump_json()
         with self._lock:
+            self._forget_if_stale(self.policies, self._schema)
             if key in self._walls:
                 return self._walls[key]
             wall = "gov_" + hashlib.sha256(f"{self._raw}|{key}".encode()).hexdigest()[:20]

@@ -136,12 +136,14 @@ def duplicate_names(expression: exp.Expr) -> list[tuple[str, str]]:
     groups = [("source", [source.alias_or_name for source in _source_nodes(select)])
               for select in expression.find_all(exp.Select)]
     groups += [("CTE", [cte.alias for cte in with_.expressions]) for with_ in expression.find_all(exp.With)]
+    reported: set[tuple[str, str]] = set()
     for what, names in groups:
         seen: set[str] = set()
         for name in names:
             key = name.lower()
-            if key in seen and (what, key) not in {(w, n.lower()) for w, n in found}:
+            if key in seen and (what, key) not in reported:
                 found.append((what, name))
+                reported.add((what, key))
             seen.add(key)
     return found
 
@@ -153,7 +155,9 @@ def reject_duplicate_sources(expression: exp.Expr, *, policies: Policies, princi
     Resolution by name is only sound when names are unique: `FROM customers AS x, (SELECT 1) AS x` would otherwise
     let one source stand in for the other.
     """
-    for what, name in duplicate_names(expression)[:1]:
+    found = duplicate_names(expression)
+    if found:
+        what, name = found[0]
         shown = f"the name {name!r}" if name else "no alias"
         hint = ("Give each CTE of a WITH its own name." if what == "CTE"
                 else "Give each table, subquery and CTE in one FROM its own alias.")

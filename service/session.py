@@ -105,8 +105,10 @@ def _iterations_json(ooda: OodaResult | None) -> list[dict[str, Any]]:
     return out
 
 
-def summarize(plan: Plan, first: RunResult, ooda: OodaResult | None, *, elapsed: float) -> dict[str, Any]:
-    """The `result.json` document: task, target, CV metric before and after the loop, iterations, drivers."""
+def summarize(plan: Plan, first: RunResult, ooda: OodaResult | None, *, elapsed: float,
+              why_not: str | None = None) -> dict[str, Any]:
+    """The `result.json` document: task, target, CV metric before and after the loop, iterations, drivers.
+    `why_not`: why the OODA loop could not run, when it was asked for and failed to start."""
     first_out = step_outputs(first)
     base_eval = _role_outputs(plan, first_out, ("evaluate",))
     outputs = ooda.outputs if ooda else first_out
@@ -121,7 +123,8 @@ def summarize(plan: Plan, first: RunResult, ooda: OodaResult | None, *, elapsed:
         "goal": plan.goal, "task": model.get("task"), "target": model.get("target"), "metric_name": metric_name,
         "metric_value": final, "baseline_value": baseline, "metric_protocol": "cross-validated (evaluate skill)",
         "iterations": _iterations_json(ooda), "accepted_features": ooda.accepted_features if ooda else [],
-        "stopped": ooda.stopped if ooda else "the OODA loop did not run", "drivers": drivers,
+        "stopped": ooda.stopped if ooda else f"the OODA loop could not run: {why_not}" if why_not
+        else "the OODA loop did not run", "drivers": drivers,
         "features": model.get("features") or [], "rows": (model.get("metrics") or {}).get("rows"),
         "run_ids": [first.id, *(r for it in (ooda.iterations if ooda else []) for r in it.run_ids)],
         "elapsed_s": round(elapsed, 1),
@@ -219,7 +222,7 @@ def improve_stored(env: SessionEnv, result: RunResult, plan: Plan, *, iterations
     return res, None if res is not None else summary["error"]
 
 
-def store_summary(env: SessionEnv, plan: Plan, first: RunResult, summary: Mapping[str, Any]) -> dict[str, Any]:
+def store_summary(env: SessionEnv, first: RunResult, summary: Mapping[str, Any]) -> dict[str, Any]:
     """Keep the session's `result.json` document in the first run's record (`result["summary"]`), validated by its
     model, so that every caller (CLI, API, Ray job) leaves the same document behind."""
     doc = SessionSummary.model_validate(summary).model_dump(mode="json")
@@ -233,12 +236,15 @@ def finish_stored(env: SessionEnv, result: RunResult, plan: Plan, *, iterations:
     the session's summary in the run's record. Returns the summary."""
     started = time.monotonic()
     ooda, why_not = None, None
-    if iterations > 0 and result.status == "succeeded" and any(s.skill in TRAIN_SKILLS for s in plan.steps):
+    if _wants_ooda(plan, result, iterations):
         ooda, why_not = improve_stored(env, result, plan, iterations=iterations)
-    summary = summarize(plan, result, ooda, elapsed=time.monotonic() - started)
-    if why_not:
-        summary["stopped"] = f"the OODA loop could not run: {why_not}"
-    return store_summary(env, plan, result, summary)
+    return store_summary(env, result, summarize(plan, result, ooda, elapsed=time.monotonic() - started,
+                                                why_not=why_not))
+
+
+def _wants_ooda(plan: Plan, result: RunResult, iterations: int) -> bool:
+    """Whether the OODA loop runs after `result`: iterations asked for, the run succeeded, the plan trains."""
+    return iterations > 0 and result.status == "succeeded" and any(s.skill in TRAIN_SKILLS for s in plan.steps)
 
 
 def run_session(plan: Plan, env: SessionEnv, out: Path, *, catalog: Mapping[str, Mapping[str, str]],
@@ -254,7 +260,7 @@ def run_session(plan: Plan, env: SessionEnv, out: Path, *, catalog: Mapping[str,
         _write_files(out, plan, summary, env.artifacts, None, None)
         return SessionResult(first, None, summary, out, *_failure(first))
     ooda, why_not = None, None
-    if iterations > 0 and any(s.skill in TRAIN_SKILLS for s in plan.steps):
+    if _wants_ooda(plan, first, iterations):
         ooda, why_not = improve_stored(env, first, plan, iterations=iterations, catalog=catalog, budget=budget,
                                        config=config)
     return _finish(plan, env, out, first, ooda, notes, started, why_not)
@@ -264,9 +270,7 @@ def _finish(plan: Plan, env: SessionEnv, out: Path, first: RunResult, ooda: Ooda
             started: float, why_not: str | None = None) -> SessionResult:
     final_plan = ooda.plan if ooda else plan.model_copy(deep=True)
     outputs = ooda.outputs if ooda else step_outputs(first)
-    summary = summarize(plan, first, ooda, elapsed=time.monotonic() - started)
-    if why_not:
-        summary["stopped"] = f"the OODA loop could not run: {why_not}"
+    summary = summarize(plan, first, ooda, elapsed=time.monotonic() - started, why_not=why_not)
     roles = _roles_of(final_plan, outputs)
     report = None
     failed, kind = (ooda.error, ooda.failed_kind) if ooda else (None, None)
@@ -281,7 +285,7 @@ def _finish(plan: Plan, env: SessionEnv, out: Path, first: RunResult, ooda: Ooda
     model = outputs.get(roles.get("train", ""), {}).get("model")
     summary["elapsed_s"] = round(time.monotonic() - started, 1)
     _write_files(out, final_plan, summary, env.artifacts, report, model)
-    store_summary(env, plan, first, summary)
+    store_summary(env, first, summary)
     return SessionResult(first, ooda, summary, out, failed, kind)
 
 
