@@ -27,7 +27,7 @@ from skills.errors import SkillError
 from skills.plan import Plan, Step
 from skills.refs import Ref, RefError, as_ref, path_type
 from skills.registry import Registry, SkillSpec
-from skills.sql import DIALECT, Reads, merge_reads, parse_sql, sql_reads
+from skills.sql import DIALECT, Reads, merge_reads, parse_sql, sql_reads, unanalysable
 from skills.types import ModelArtifact, TableArtifact
 
 _SQL_FIELDS = frozenset({"sql", "base_sql", "query"})
@@ -376,13 +376,12 @@ def _check_analysis(step: Step, field: str, sql: str, expression: exp.Query) -> 
     """What `sql_reads` makes of the SQL: any failure is a problem (never an exception), and so is a table the SQL
     names whose reads it could not attribute (then nothing checked what is read from it)."""
     try:
-        reads = sql_reads(sql)
+        try:
+            reads = sql_reads(sql)
+        except SqlglotError as exc:  # sql_reads wraps these; kept so that no sqlglot error can escape validation
+            raise unanalysable(exc) from None
     except SkillError as err:
         yield PlanProblem(step=step.id, field=field, kind="schema", message=err.message, hint=err.hint or "")
-        return
-    except SqlglotError as err:  # sql_reads wraps these; kept so that no sqlglot error can escape validation
-        yield PlanProblem(step=step.id, field=field, kind="schema", message=f"the SQL cannot be analysed: {err}",
-                          hint="simplify the query: one SELECT over catalog tables, each source with its own alias")
         return
     ctes = {cte.alias_or_name.lower() for cte in expression.find_all(exp.CTE)}
     attributed = {t.lower() for t in reads}

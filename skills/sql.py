@@ -110,10 +110,14 @@ def sql_reads(sql: str) -> Reads:
         for scope in traverse_scope(expression):
             _add_scope_reads(scope, reads)
     except SqlglotError as exc:
-        raise SkillError(f"the SQL cannot be analysed: {exc}", skill="query",
-                         hint="simplify the query: one SELECT over catalog tables, each source with its own "
-                              "alias") from None
+        raise unanalysable(exc) from None
     return reads
+
+
+def unanalysable(exc: SqlglotError) -> SkillError:
+    """The error for SQL that sqlglot cannot analyse (scopes, aliases): what it said, and how to simplify."""
+    return SkillError(f"the SQL cannot be analysed: {exc}", skill="query",
+                      hint="simplify the query: one SELECT over catalog tables, each source with its own alias")
 
 
 def merge_reads(*parts: Reads) -> Reads:
