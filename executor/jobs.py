@@ -1,4 +1,5 @@
-"""Runs as Ray jobs: the job's entrypoint (`python -m executor.jobs run --run-id ID`) and a small client to submit,
+"""Runs as Ray jobs: the job's entrypoint (`main`, which a composition root such as `python -m service.jobs run
+--run-id ID` wraps with its skill registry) and a small client to submit,
 watch, read and stop them through `ray.job_submission.JobSubmissionClient` (a dashboard address, `http://host:8265`).
 
 The submitter records the run in the run store first (plan, principal, status "queued"); the job loads it from the
@@ -27,6 +28,7 @@ from executor.run import run_stored
 from executor.store import RunStore
 from governance import Engine, Policies, load_policies
 from skills.artifacts import ArtifactStore
+from skills.registry import Registry
 from skills.runs import RunResult
 
 log = logging.getLogger("agentml.jobs")
@@ -64,10 +66,10 @@ class JobConfig:
     store_url: str
     warehouse: str | None
     artifacts: str
+    module: str  # the entrypoint module: one built on `main` with the skill registry (service.jobs)
     policies: str | None = None
     audit: str | None = None
     env: dict[str, str] = field(default_factory=dict)
-    module: str = "executor.jobs"  # the entrypoint module: this one, or one built on `main` (service.jobs)
 
     def entrypoint(self, run_id: str, extra: Sequence[str] = ()) -> str:
         """The shell command Ray runs for `run_id`, with `extra` arguments for the entrypoint module (paths are
@@ -201,7 +203,7 @@ def _reason(exc: BaseException) -> str:
 # ------------------------------------------------------------------------------------------------ the entrypoint
 
 
-def job_parser(prog: str = "python -m executor.jobs", description: str | None = None) \
+def job_parser(prog: str = "python -m service.jobs", description: str | None = None) \
         -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     """The entrypoint's argument parser and its `run` command's parser (for entrypoints that add arguments)."""
     parser = argparse.ArgumentParser(prog=prog, description=description or __doc__.split("\n\n")[0])
@@ -229,9 +231,9 @@ def _stop_on_sigterm(cancel: threading.Event) -> None:
 AfterRun = Callable[[RunResult, Engine, ArtifactStore], None]
 
 
-def run_job(run_id: str, store: RunStore, *, warehouse: str, artifacts: str, policies: str | None = None,
-            audit: str | None = None, cancel: threading.Event | None = None, after: AfterRun | None = None) \
-        -> RunResult:
+def run_job(run_id: str, store: RunStore, *, registry: Registry, warehouse: str, artifacts: str,
+            policies: str | None = None, audit: str | None = None, cancel: threading.Event | None = None,
+            after: AfterRun | None = None) -> RunResult:
     """Run the stored run `run_id` in this process, as its recorded principal, writing everything to `store`;
     then `after` when it succeeded and nobody cancelled it."""
     record = store.get_run(run_id)
@@ -244,17 +246,17 @@ def run_job(run_id: str, store: RunStore, *, warehouse: str, artifacts: str, pol
                          hint=getattr(exc, "hint", None) or "check the warehouse and policy paths on the cluster")
         raise
     artifact_store = ArtifactStore(artifacts)
-    result = run_stored(run_id, store, engine=engine, artifacts=artifact_store, cancel=cancel)
+    result = run_stored(run_id, store, engine=engine, artifacts=artifact_store, registry=registry, cancel=cancel)
     if after is not None and result.status == "succeeded" and not (cancel and cancel.is_set()):
         after(result, engine, artifact_store)
     return result
 
 
-def main(argv: Sequence[str] | None = None, *, parser: argparse.ArgumentParser | None = None,
+def main(argv: Sequence[str] | None = None, *, registry: Registry, parser: argparse.ArgumentParser | None = None,
          after: Callable[[argparse.Namespace, RunStore], AfterRun | None] | None = None) -> int:
-    """Entrypoint: 0 when the run succeeded, 1 when it failed or was cancelled, 2 for bad arguments. `parser` and
-    `after` (from the parsed arguments and the store, what to do after a succeeded run) let another entrypoint
-    build on this one."""
+    """Entrypoint: 0 when the run succeeded, 1 when it failed or was cancelled, 2 for bad arguments. The caller (the
+    composition root) passes the skill `registry`; `parser` and `after` (from the parsed arguments and the store,
+    what to do after a succeeded run) let it add arguments and work after the run."""
     import os
 
     args = (parser or job_parser()[0]).parse_args(argv)
@@ -267,7 +269,7 @@ def main(argv: Sequence[str] | None = None, *, parser: argparse.ArgumentParser |
     _stop_on_sigterm(cancel)
     store = RunStore(url)
     try:
-        result = run_job(args.run_id, store, warehouse=args.warehouse, artifacts=args.artifacts,
+        result = run_job(args.run_id, store, registry=registry, warehouse=args.warehouse, artifacts=args.artifacts,
                          policies=args.policies, audit=args.audit, cancel=cancel,
                          after=after(args, store) if after is not None else None)
     except ExecutionError as exc:
@@ -278,6 +280,3 @@ def main(argv: Sequence[str] | None = None, *, parser: argparse.ArgumentParser |
     print(f"run {result.id} {result.status}")
     return 0 if result.status == "succeeded" else 1
 
-
-if __name__ == "__main__":
-    sys.exit(main())

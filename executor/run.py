@@ -23,7 +23,7 @@ from executor.steps import StepJob, StepOutcome, failure
 from executor.store import RunStore, utcnow
 from skills.context import Progress, RuntimeSettings
 from skills.plan import Plan, Step
-from skills.registry import Registry, SkillSpec, default_registry
+from skills.registry import Registry, SkillSpec
 from skills.runs import FINISHED_RUN, RunEvent, RunResult, RunStatus, StepStatus
 
 if TYPE_CHECKING:
@@ -181,7 +181,7 @@ def _backend(name: str, settings: RuntimeSettings, specs: dict[str, SkillSpec],
 
 def run_plan(plan: Plan, principal: Principal, *, engine: Engine, backend: BackendName = "local",
              artifacts: ArtifactStore, store: RunStore | None = None, settings: RuntimeSettings | None = None,
-             on_progress: EventCallback | None = None, registry: Registry | None = None, run_id: str | None = None,
+             on_progress: EventCallback | None = None, registry: Registry, run_id: str | None = None,
              cancel: threading.Event | None = None, prompt: str = "", ray_address: str | None = None) -> RunResult:
     """Run `plan` as `principal` and return the recorded run.
 
@@ -190,7 +190,6 @@ def run_plan(plan: Plan, principal: Principal, *, engine: Engine, backend: Backe
     cycle) raises ExecutionError before any step starts, after recording the run as failed. `store` defaults to an
     in-memory SQLite store; `run_id` may name a run created earlier (queued by the API) to run it.
     """
-    registry = registry if registry is not None else default_registry()
     store = store or RunStore()
     settings = settings or RuntimeSettings()
     cancel = cancel or threading.Event()

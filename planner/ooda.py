@@ -415,7 +415,7 @@ def _act(loop: _Loop, i: int, candidates: list[Candidate], it: Iteration) -> Non
 _NO_LIMIT_BUDGET_ROUNDS = 10**12
 
 
-def _validator(catalog: Mapping[str, Mapping[str, str]], registry: Registry | None,
+def _validator(catalog: Mapping[str, Mapping[str, str]], registry: Registry,
                budget: Budget | None, engine: Engine, principal: Principal) -> Callable[[Plan, Plan], None]:
     """Check an extension like any plan before it spends compute: the whole grown plan with `validate_plan`
     (skills, refs, types, access: columns the new steps name must be visible or made by a step), and the new steps
@@ -423,16 +423,13 @@ def _validator(catalog: Mapping[str, Mapping[str, str]], registry: Registry | No
     def check(full: Plan, new: Plan) -> None:
         from planner.budget import Budget, plan_costs
         from planner.validate import validate_plan
-        from skills.registry import default_registry
-
-        reg = registry or default_registry()
         unlimited = Budget(max_boosting_rounds=_NO_LIMIT_BUDGET_ROUNDS, max_trials=10**9, max_steps=10**6)
         from planner.audit import record_problems
 
-        found = validate_plan(full, reg, catalog, unlimited)
+        found = validate_plan(full, registry, catalog, unlimited)
         record_problems(engine.audit, principal, full, found, source="ooda")  # a dropped extension is a refusal
         problems = [p.text() for p in found]
-        spent = sum(c.rounds for c in plan_costs(new, reg).values())
+        spent = sum(c.rounds for c in plan_costs(new, registry).values())
         if budget is not None and spent > budget.max_boosting_rounds:
             problems.append(f"it needs {spent} boosting rounds, over the budget of {budget.max_boosting_rounds}")
         if problems:
@@ -442,8 +439,8 @@ def _validator(catalog: Mapping[str, Mapping[str, str]], registry: Registry | No
 
 
 def improve(plan: Plan, result: RunResult, *, engine: Engine, principal: Principal,
-            catalog: Mapping[str, Mapping[str, str]], execute: Callable[[Plan], RunResult], iterations: int = 2,
-            registry: Registry | None = None, budget: Budget | None = None,
+            catalog: Mapping[str, Mapping[str, str]], execute: Callable[[Plan], RunResult], registry: Registry,
+            iterations: int = 2, budget: Budget | None = None,
             config: LoopConfig | None = None) -> OodaResult:
     """Run up to `iterations` OODA turns on the finished run `result` of `plan`, as `principal`.
 

@@ -42,7 +42,7 @@ from planner.rules_injection import flag_injection
 from planner.rules_intent import Intent, Task, parse_intent
 from planner.validate import validate_plan
 from skills.plan import Plan, Ref, Step
-from skills.registry import Registry, SkillSpec, default_registry
+from skills.registry import Registry, SkillSpec
 from skills.sql import DIALECT
 
 if TYPE_CHECKING:
@@ -304,7 +304,7 @@ def record_flag(prompt: str, engine: Engine | None, principal: Principal | None)
     return reason
 
 
-def plan_prompt(prompt: str, *, catalog: Catalog | None = None, registry: Registry | None = None,
+def plan_prompt(prompt: str, *, registry: Registry, catalog: Catalog | None = None,
                 target: str | None = None, budget: Budget | None = None, principal: Principal | None = None,
                 engine: Engine | None = None) -> Plan:
     """A validated Plan for `prompt`, built only from what the principal may see.
@@ -318,7 +318,6 @@ def plan_prompt(prompt: str, *, catalog: Catalog | None = None, registry: Regist
         if engine is None or principal is None:
             raise PlanError("no catalog to plan against", hint="pass catalog=engine.catalog(principal)")
         catalog = engine.catalog(principal)
-    registry = registry if registry is not None else default_registry()
     budget = budget or Budget()
     goal = understand(prompt, catalog, target)
     steps, model, table_step = build_steps(goal, registry, budget)

@@ -27,13 +27,14 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from service.settings import Settings
+from service.settings import Settings, configure_process
 
 if TYPE_CHECKING:
     from executor import RunEvent
     from governance import Category, Engine, Principal
     from service.session import SessionResult
     from skills.plan import Plan
+    from skills.registry import Registry
 
 EXIT_OK, EXIT_INPUT, EXIT_POLICY, EXIT_RUN, EXIT_UNAVAILABLE = 0, 2, 3, 4, 5
 
@@ -126,13 +127,14 @@ def _number(value: str) -> str | int | float:
 
 @dataclass
 class Access:
-    """Who asks, the governed engine over the warehouse they ask about, and the settings the command was started
-    with (read once, passed down)."""
+    """Who asks, the governed engine over the warehouse they ask about, and what the command was started with, each
+    built once and passed down: the settings and the skill registry (the library plus installed skill packs)."""
 
     principal: Principal
     engine: Engine
     catalog: dict[str, dict[str, str]]
     settings: Settings
+    registry: Registry
 
 
 def _warehouse(path: Path | None, settings: Settings) -> Path:
@@ -176,7 +178,9 @@ def open_access(warehouse: Path, policies: Path | None, user: str | None, roles:
         raise CliError(EXIT_POLICY, f"policy violation: user {principal.user!r} with roles {principal.roles} may not "
                        f"read any table of this warehouse ({reason})",
                        hint or "pass the --role (and --attr) the policies grant, or ask an admin for access")
-    return Access(principal, engine, catalog, settings)
+    from skills.registry import load_registry
+
+    return Access(principal, engine, catalog, settings, load_registry())
 
 
 def _why_invisible(engine: Engine, principal: Principal) -> tuple[str, str | None]:
@@ -206,22 +210,22 @@ def make_plan(prompt: str, access: Access, target: str | None, budget_rounds: in
         waiting = (f"waiting for the LLM {escape(settings.llm_model)} to write the plan (up to "
                    f"{settings.llm_timeout_s:g} s per reply, AGENTML_LLM_TIMEOUT_S)")
         with err.status(waiting):
-            return plan_with_llm(prompt, model=settings.llm_model, catalog=access.catalog, target=target,
+            return plan_with_llm(prompt, model=settings.llm_model, registry=access.registry, catalog=access.catalog,
+                                 target=target,
                                  budget=budget, principal=access.principal, engine=access.engine,
                                  timeout_s=settings.llm_timeout_s, retries=settings.llm_retries)
-    return plan_prompt(prompt, catalog=access.catalog, target=target, budget=budget, principal=access.principal,
-                       engine=access.engine)
+    return plan_prompt(prompt, registry=access.registry, catalog=access.catalog, target=target, budget=budget,
+                       principal=access.principal, engine=access.engine)
 
 
 def preview_text(plan: Plan, access: Access) -> str:
     """The plan's preview: steps, what each reads, and trials x rounds x rows."""
     from planner.preview import preview, row_counts
-    from skills.registry import default_registry
     from skills.sql import sql_reads
 
     tables = {t for s in plan.steps if s.skill == "query" for t in sql_reads(str(s.inputs.get("sql", "")))}
     counts = row_counts(access.engine, access.principal, sorted(t for t in tables if t in access.catalog))
-    return preview(plan, default_registry(), access.catalog, counts).text()
+    return preview(plan, access.registry, access.catalog, counts).text()
 
 
 Users = Annotated[str | None, typer.Option("--user", help="who is asking (default: your login)")]
@@ -326,21 +330,24 @@ def _stores(out: Path, settings: Settings) -> tuple[Any, Any]:
 
 def execute(the_plan: Plan, access: Access, out: Path, *, iterations: int, budget_rounds: int | None,
             notes: str = "") -> SessionResult:
-    """Run the plan and the OODA loop with a progress display; write the outputs to `out`."""
+    """Run the session (the plan, the OODA loop, the final report) with a progress display; write the outputs to
+    `out`."""
     from planner import Budget
     from planner.ooda import LoopConfig
-    from service.session import SessionEnv, run_session
+    from service.session import SessionEnv, run_session, write_outputs
     from skills.context import RuntimeSettings
 
     settings = access.settings
     artifacts, store = _stores(out, settings)
     budget = Budget(max_boosting_rounds=budget_rounds) if budget_rounds else None
     with RunDisplay(err) as display:
-        env = SessionEnv(access.principal, access.engine, artifacts, store, RuntimeSettings(), display,
+        env = SessionEnv(access.principal, access.engine, artifacts, store, access.registry, RuntimeSettings(), display,
                          ray_address=settings.ray_address)
-        return run_session(the_plan, env, out, catalog=access.catalog, iterations=iterations, budget=budget,
-                           config=LoopConfig(llm_model=settings.llm_model, llm_timeout_s=settings.llm_timeout_s,
-                                             llm_send_values=settings.llm_send_values), notes=notes)
+        result = run_session(the_plan, env, catalog=access.catalog, iterations=iterations, budget=budget,
+                             config=LoopConfig(llm_model=settings.llm_model, llm_timeout_s=settings.llm_timeout_s,
+                                               llm_send_values=settings.llm_send_values), notes=notes)
+    write_outputs(out, result, artifacts)
+    return result
 
 
 def _num(value: Any) -> str:
@@ -350,7 +357,7 @@ def _num(value: Any) -> str:
     return f"{value:,.1f}" if abs(value) >= 1000 else f"{value:.4f}"
 
 
-def print_summary(result: SessionResult, console: Console) -> None:
+def print_summary(result: SessionResult, out: Path, console: Console) -> None:
     """Metric before and after, top drivers, accepted features, where the report is."""
     s = result.summary
     if not s.get("model"):
@@ -367,19 +374,19 @@ def print_summary(result: SessionResult, console: Console) -> None:
     for d in s.get("drivers", [])[:8]:
         table.add_row(escape(str(d["feature"])), _num(d.get("importance")), escape(str(d.get("direction"))))
     console.print(table)
-    if result.report_path.exists():
-        console.print(f"Report: {result.report_path.resolve()}")
+    if (out / "report.html").exists():
+        console.print(f"Report: {(out / 'report.html').resolve()}")
 
 
-def _check_result(result: SessionResult) -> None:
+def _check_result(result: SessionResult, out: Path) -> None:
     if result.failed:
         raise CliError(EXIT_POLICY if result.failed_kind == "PolicyViolation" else EXIT_RUN,
                        f"the run failed: {result.failed}",
-                       f"partial outputs are in {result.out.resolve()} (plan.json, result.json, artifacts/)")
+                       f"partial outputs are in {out.resolve()} (plan.json, result.json, artifacts/)")
     if not result.summary.get("model"):
         raise CliError(EXIT_RUN, "the run produced no model: the plan has no step that trains one",
                        f"ask for a model of a target column (e.g. --target churn); what ran is in "
-                       f"{result.out.resolve()} (plan.json, result.json)")
+                       f"{out.resolve()} (plan.json, result.json)")
 
 
 def _plan_and_run(prompt: str, access: Access, out: Path, *, target: str | None = None, iterations: int,
@@ -389,8 +396,8 @@ def _plan_and_run(prompt: str, access: Access, out: Path, *, target: str | None 
     err.print(escape(preview_text(the_plan, access)), soft_wrap=True)
     _confirm(yes)
     result = execute(the_plan, access, out, iterations=iterations, budget_rounds=budget_rounds, notes=notes)
-    print_summary(result, out_console)
-    _check_result(result)
+    print_summary(result, out, out_console)
+    _check_result(result, out)
 
 
 @app.command()
@@ -476,11 +483,7 @@ def serve(host: Annotated[str, typer.Option("--host", help="interface to listen 
 
 def main() -> None:
     """Console-script entry point (`agentml`)."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
-    # Idle OpenMP threads sleep instead of spinning: xgboost with all cores on a busy machine (Ray workers, the
-    # driver) was seen 15-60x slower with spinning threads. Set before xgboost loads; Ray workers inherit it.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    configure_process()
     # The progress bars are the CLI's output: Ray Tune's own console tables and its INFO lines stay out of it.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     logging.getLogger("ray.tune").setLevel(logging.WARNING)

@@ -59,10 +59,13 @@ class SessionSummary(BaseModel):
     drivers: list[Driver] = Field(default_factory=list)
     features: list[str] = Field(default_factory=list, description="the final model's features")
     rows: int | None = None
-    run_ids: list[str] = Field(default_factory=list, description="the first run, then every OODA run")
+    run_ids: list[str] = Field(default_factory=list,
+                               description="the first run, then every OODA run, then the final report's run")
     elapsed_s: float = 0.0
-    report: str | None = Field(default=None, description="path of report.html, when one was written")
-    model: str | None = Field(default=None, description="path of model.json, when a model was built")
+    report: str | None = Field(default=None, description="the final report: its artifact URI in the run store, the "
+                                "path of report.html in the CLI's output folder")
+    model: str | None = Field(default=None, description="the final model (null when none was built): its artifact "
+                               "URI in the run store, the path of model.json in the CLI's output folder")
 
 
 SCHEMAS: dict[str, type[BaseModel]] = {"result": SessionSummary}

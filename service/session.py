@@ -1,12 +1,16 @@
-"""One whole session, as `agentml run` and `agentml demo` do it: run the plan, improve it in the OODA loop, write a
-final report, and leave `plan.json`, `result.json`, `report.html` and the model in an output folder.
+"""One session, the same for every caller (the CLI, the API's in-process runner, a Ray job): run the plan, improve
+it in the OODA loop, run the final report over the latest model and the iterations, and keep the session's summary
+(`result.json`'s document) in the first run's record.
 
-Nothing here talks to a terminal: the CLI passes a progress callback and reads the `SessionResult`.
+`run_session` is the whole session; `finish_session` is its second half, for a caller whose first run has already run
+(a Ray job's entrypoint runs it through the executor). Nothing here talks to a terminal or writes files: the CLI
+passes a progress callback, reads the `SessionResult` and writes its output folder with `write_outputs`.
 """
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,41 +36,48 @@ Backend = Literal["local", "ray"]
 
 @dataclass
 class SessionResult:
-    """How a session ended: the first run, the loop, the files written and the summary (`result.json`)."""
+    """How a session ended: the first run, the loop, the final plan, report and model (artifact records), and the
+    summary (`result.json`)."""
 
     first: RunResult
     ooda: OodaResult | None
     summary: dict[str, Any]
-    out: Path
+    plan: Plan
+    report: Mapping[str, Any] | None = None
+    model: Mapping[str, Any] | None = None
     failed: str | None = None
     failed_kind: str | None = None  # error type of the failed step (PolicyViolation, SkillError, ...)
-
-    @property
-    def report_path(self) -> Path:
-        return self.out / "report.html"
 
 
 @dataclass
 class SessionEnv:
-    """Where and how a session runs: principal, governed engine, artifact store, run store, runtime settings."""
+    """Where and how a session runs: principal, governed engine, artifact store, run store, the skill registry (built
+    once at the composition root), runtime settings."""
 
     principal: Principal
     engine: Engine
     artifacts: ArtifactStore
     store: RunStore
+    registry: Registry
     settings: RuntimeSettings | None = None
     on_progress: Callable[[RunEvent], None] | None = None
     backend: Backend = "local"
-    registry: Registry | None = None
     ray_address: str | None = None  # the cluster to join (settings); None: RAY_ADDRESS or a local Ray
 
-    def run(self, plan: Plan) -> RunResult:
-        """Run `plan` governed as the principal (the first run, each OODA extension, the final report)."""
+    cancel: threading.Event | None = None  # set: the session stops at the next step (the API's cancel)
+
+    def run(self, plan: Plan, run_id: str | None = None) -> RunResult:
+        """Run `plan` governed as the principal (the first run, each OODA extension, the final report); `run_id`
+        names a run recorded (queued) earlier."""
         from executor import run_plan
 
         return run_plan(plan, self.principal, engine=self.engine, backend=self.backend, artifacts=self.artifacts,
                         store=self.store, settings=self.settings, on_progress=self.on_progress, prompt=plan.goal,
-                        registry=self.registry, ray_address=self.ray_address)
+                        registry=self.registry, ray_address=self.ray_address, run_id=run_id, cancel=self.cancel)
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel is not None and self.cancel.is_set()
 
 
 # ------------------------------------------------------------------------------------------------------ summary
@@ -175,16 +186,18 @@ def _notes(summary: Mapping[str, Any], extra: str) -> str:
 # --------------------------------------------------------------------------------------------------------- files
 
 
-def _write_files(out: Path, plan: Plan, summary: dict[str, Any], artifacts: ArtifactStore,
-                 report: Mapping[str, Any] | None, model: Mapping[str, Any] | None) -> None:
+def write_outputs(out: Path, session: SessionResult, artifacts: ArtifactStore) -> None:
+    """The CLI's output folder: plan.json, result.json, report.html and the model (model.json and its record);
+    result.json names the files written here instead of artifact URIs."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "plan.json").write_text(plan.model_dump_json(indent=2))
-    if report and report.get("uri"):
-        (out / "report.html").write_bytes(artifacts.get_bytes(report["uri"]))
+    summary = dict(session.summary)
+    (out / "plan.json").write_text(session.plan.model_dump_json(indent=2))
+    if session.report and session.report.get("uri"):
+        (out / "report.html").write_bytes(artifacts.get_bytes(session.report["uri"]))
         summary["report"] = str((out / "report.html").resolve())
-    if model and model.get("uri"):
-        (out / "model.json").write_bytes(artifacts.get_bytes(model["uri"]))
-        (out / "model_artifact.json").write_text(json.dumps(dict(model), indent=2, default=str))
+    if session.model and session.model.get("uri"):
+        (out / "model.json").write_bytes(artifacts.get_bytes(session.model["uri"]))
+        (out / "model_artifact.json").write_text(json.dumps(dict(session.model), indent=2, default=str))
         summary["model"] = str((out / "model.json").resolve())
     (out / "result.json").write_text(SessionSummary.model_validate(summary).model_dump_json(indent=2) + "\n")
 
@@ -231,62 +244,57 @@ def store_summary(env: SessionEnv, first: RunResult, summary: Mapping[str, Any])
     return doc
 
 
-def finish_stored(env: SessionEnv, result: RunResult, plan: Plan, *, iterations: int) -> dict[str, Any]:
-    """After a stored run (the API's runner, a Ray job): the OODA loop when asked for and the run succeeded, then
-    the session's summary in the run's record. Returns the summary."""
-    started = time.monotonic()
-    ooda, why_not = None, None
-    if _wants_ooda(plan, result, iterations):
-        ooda, why_not = improve_stored(env, result, plan, iterations=iterations)
-    return store_summary(env, result, summarize(plan, result, ooda, elapsed=time.monotonic() - started,
-                                                why_not=why_not))
-
-
 def _wants_ooda(plan: Plan, result: RunResult, iterations: int) -> bool:
     """Whether the OODA loop runs after `result`: iterations asked for, the run succeeded, the plan trains."""
     return iterations > 0 and result.status == "succeeded" and any(s.skill in TRAIN_SKILLS for s in plan.steps)
 
 
-def run_session(plan: Plan, env: SessionEnv, out: Path, *, catalog: Mapping[str, Mapping[str, str]],
-                iterations: int = 2, budget: Budget | None = None, config: LoopConfig | None = None,
-                notes: str = "") -> SessionResult:
-    """Run `plan`, improve it for `iterations` OODA turns, write the final report and the output files.
+def run_session(plan: Plan, env: SessionEnv, *, iterations: int, run_id: str | None = None,
+                catalog: Mapping[str, Mapping[str, str]] | None = None, budget: Budget | None = None,
+                config: LoopConfig | None = None, notes: str = "") -> SessionResult:
+    """The whole session: run `plan` (as the queued run `run_id` when given), then `finish_session`.
 
-    A failed step ends the session early (`failed` names it); whatever finished is still written to `out`."""
+    A failed step ends the session early (`failed` names it); whatever finished is kept in the run store."""
     started = time.monotonic()
-    first = env.run(plan)
-    if first.status != "succeeded":
+    return finish_session(env, env.run(plan, run_id), plan, iterations=iterations, catalog=catalog, budget=budget,
+                          config=config, notes=notes, started=started)
+
+
+def finish_session(env: SessionEnv, first: RunResult, plan: Plan, *, iterations: int,
+                   catalog: Mapping[str, Mapping[str, str]] | None = None, budget: Budget | None = None,
+                   config: LoopConfig | None = None, notes: str = "", started: float | None = None) -> SessionResult:
+    """After the first run `first` of `plan`: the OODA loop (when asked for and the run succeeded), the final report
+    over the latest model (when one was trained), and the summary kept in the first run's record."""
+    started = time.monotonic() if started is None else started
+    if first.status != "succeeded" or env.cancelled:
         summary = summarize(plan, first, None, elapsed=time.monotonic() - started)
-        _write_files(out, plan, summary, env.artifacts, None, None)
-        return SessionResult(first, None, summary, out, *_failure(first))
+        store_summary(env, first, summary)
+        failed, kind = _failure(first) if first.status != "succeeded" else (None, None)
+        return SessionResult(first, None, summary, plan, failed=failed, failed_kind=kind)
     ooda, why_not = None, None
     if _wants_ooda(plan, first, iterations):
         ooda, why_not = improve_stored(env, first, plan, iterations=iterations, catalog=catalog, budget=budget,
                                        config=config)
-    return _finish(plan, env, out, first, ooda, notes, started, why_not)
-
-
-def _finish(plan: Plan, env: SessionEnv, out: Path, first: RunResult, ooda: OodaResult | None, notes: str,
-            started: float, why_not: str | None = None) -> SessionResult:
     final_plan = ooda.plan if ooda else plan.model_copy(deep=True)
     outputs = ooda.outputs if ooda else step_outputs(first)
     summary = summarize(plan, first, ooda, elapsed=time.monotonic() - started, why_not=why_not)
     roles = _roles_of(final_plan, outputs)
     report = None
     failed, kind = (ooda.error, ooda.failed_kind) if ooda else (None, None)
-    if "train" in roles:
+    if "train" in roles and not env.cancelled:
         step = report_step(final_plan, roles, ooda, (summary["metric_name"], summary["metric_value"]),
                            _notes(summary, notes))
         final_plan.steps.append(step)
         run = env.run(Plan(goal=plan.goal, steps=[inline_outputs(step, outputs)]))
+        summary["run_ids"].append(run.id)
         report = run.steps[REPORT_STEP].outputs
         if run.status != "succeeded" and failed is None:
             failed, kind = _failure(run)
     model = outputs.get(roles.get("train", ""), {}).get("model")
-    summary["elapsed_s"] = round(time.monotonic() - started, 1)
-    _write_files(out, final_plan, summary, env.artifacts, report, model)
+    summary.update(report=(report or {}).get("uri"), model=(model or {}).get("uri"),
+                   elapsed_s=round(time.monotonic() - started, 1))
     store_summary(env, first, summary)
-    return SessionResult(first, ooda, summary, out, failed, kind)
+    return SessionResult(first, ooda, summary, final_plan, report, model, failed, kind)
 
 
 def _failure(run: RunResult) -> tuple[str, str | None]:

@@ -4,10 +4,27 @@ The CLI and the API build one `Settings()` and pass the values down; skills neve
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Process-wide defaults an entry point sets once, before litellm, xgboost or Ray load (a value already in the
+# environment wins): litellm uses its bundled price map instead of downloading one; Ray leaves CUDA_VISIBLE_DEVICES
+# alone on CPU-only workers; idle OpenMP threads sleep instead of spinning (xgboost with all cores on a busy machine
+# was seen 15-60x slower with spinning threads; Ray workers inherit it).
+PROCESS_ENV = {
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
+    "OMP_WAIT_POLICY": "PASSIVE",
+}
+
+
+def configure_process() -> None:
+    """Called once by each entry point (the `agentml` CLI, the Ray job entrypoint) as the process starts."""
+    for name, value in PROCESS_ENV.items():
+        os.environ.setdefault(name, value)
 
 
 class Settings(BaseSettings):

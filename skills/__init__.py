@@ -5,11 +5,11 @@ from skills.artifacts import ArtifactStore
 from skills.context import Progress, RuntimeSettings, SkillContext
 from skills.errors import SkillError, SkillRegistrationError
 from skills.plan import Plan, Ref, Step
-from skills.registry import REGISTRY, Registry, SkillSpec, default_registry, skill
+from skills.registry import Registry, SkillSpec, load_registry, skill, spec_of
 from skills.types import Figure, ModelArtifact, TableArtifact, Task
 
 __all__ = [
-    "ArtifactStore", "Figure", "ModelArtifact", "Plan", "Progress", "REGISTRY", "Ref", "Registry", "RuntimeSettings",
+    "ArtifactStore", "Figure", "ModelArtifact", "Plan", "Progress", "Ref", "Registry", "RuntimeSettings",
     "SkillContext", "SkillError", "SkillRegistrationError", "SkillSpec", "Step", "TableArtifact", "Task",
-    "default_registry", "skill",
+    "load_registry", "skill", "spec_of",
 ]

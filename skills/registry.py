@@ -1,18 +1,21 @@
 """The skill registry: typed functions `(ctx, inp) -> out` registered with `@skill`.
 
-Registration checks everything it can at import time (signature, pydantic models with extra="forbid", docstring),
-so a broken skill fails loudly when its module is imported, never halfway through a run. External skill packs
-register through the entry point group `agentml.skills` (each entry point names a module to import).
+`@skill` checks everything it can at import time (signature, pydantic models with extra="forbid", docstring), so a
+broken skill fails loudly when its module is imported, never halfway through a run, and attaches its `SkillSpec` to
+the function. There is no global registry: the composition root (the service) calls `load_registry()` once, which
+collects the @skill functions of the built-in library and of every installed skill pack (the entry point group
+`agentml.skills`, each entry point naming a module), and passes that `Registry` down to the planner and executor.
 """
 from __future__ import annotations
 
 import difflib
 import inspect
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import import_module
 from importlib.metadata import entry_points
+from types import ModuleType
 from typing import Any
 
 from pydantic import BaseModel
@@ -102,7 +105,15 @@ class Registry:
         return [s.schema() for s in self]
 
 
-REGISTRY = Registry()
+_SPEC_ATTRIBUTE = "__agentml_skill__"
+
+
+def spec_of(fn: Callable[..., Any]) -> SkillSpec:
+    """The SkillSpec `@skill` attached to `fn`."""
+    spec = getattr(fn, _SPEC_ATTRIBUTE, None)
+    if not isinstance(spec, SkillSpec):
+        raise SkillError(f"{getattr(fn, '__qualname__', fn)!r} is not a skill", hint="decorate it with @skill")
+    return spec
 
 
 def _check_model(model: Any, what: str, fn: Callable[..., Any]) -> type[BaseModel]:
@@ -147,29 +158,51 @@ def skill(
     tags: tuple[str, ...] = (),
     registry: Registry | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register a typed skill. Returns the function unchanged so tests can call it directly."""
+    """Declare a typed skill: its spec is attached to the function (see `spec_of`) and also added to `registry` when
+    one is given. Returns the function unchanged so tests can call it directly."""
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         spec = _spec_for(fn, name or fn.__name__, uses_ray=uses_ray, reads=reads, cost=cost, tags=tags)
-        (REGISTRY if registry is None else registry).add(spec)
+        setattr(fn, _SPEC_ATTRIBUTE, spec)
+        if registry is not None:
+            registry.add(spec)
         return fn
 
     return decorate
 
 
-_loaded = False
+def _add_module(reg: Registry, module: ModuleType) -> int:
+    found = 0
+    for value in list(vars(module).values()):
+        spec = getattr(value, _SPEC_ATTRIBUTE, None)
+        if isinstance(spec, SkillSpec) and spec.fn is value:
+            reg.add(spec)
+            found += 1
+    return found
 
 
-def default_registry() -> Registry:
-    """The registry with the built-in library and every installed skill pack loaded (once)."""
-    global _loaded
-    if not _loaded:
-        for module in BUILTIN_MODULES:
-            import_module(module)
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            try:
-                ep.load()
-            except Exception as exc:  # a broken pack must say which one it is
-                raise SkillRegistrationError(f"skill pack {ep.name!r} ({ep.value}) failed to load: {exc}") from exc
-        _loaded = True
-    return REGISTRY
+def load_registry(modules: Iterable[str] = BUILTIN_MODULES, *, packs: bool = True) -> Registry:
+    """A new registry holding the @skill functions of `modules` (the built-in library by default) and, with `packs`,
+    of every module an `agentml.skills` entry point names. A broken or empty pack fails here, naming itself."""
+    reg = Registry()
+    for name in modules:
+        _add_module(reg, import_module(name))
+    if not packs:
+        return reg
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            loaded = ep.load()
+        except Exception as exc:  # a broken pack must say which one it is
+            raise SkillRegistrationError(f"skill pack {ep.name!r} ({ep.value}) failed to load: {exc}") from exc
+        if isinstance(loaded, ModuleType):
+            found = _add_module(reg, loaded)
+        elif isinstance(getattr(loaded, _SPEC_ATTRIBUTE, None), SkillSpec):
+            reg.add(spec_of(loaded))
+            found = 1
+        else:
+            found = 0
+        if not found:
+            raise SkillRegistrationError(
+                f"skill pack {ep.name!r} ({ep.value}) has no @skill functions",
+                hint="point the entry point at a module that defines (or imports) @skill functions")
+    return reg

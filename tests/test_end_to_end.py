@@ -16,7 +16,7 @@ import pytest
 
 from executor import RunStore, run_plan
 from governance import Engine, Policies, Principal
-from skills import ArtifactStore, Plan, RuntimeSettings, Step, default_registry
+from skills import ArtifactStore, Plan, RuntimeSettings, Step, load_registry
 
 pytestmark = pytest.mark.ray
 
@@ -104,7 +104,7 @@ def test_churn_plan_end_to_end_without_the_pii_column(ray_cluster, engine: Engin
     analyst = Principal(user="ann", roles=["analyst"])
     store = RunStore(f"sqlite:///{tmp_path / 'runs.db'}")
     result = run_plan(churn_plan(), analyst, engine=engine, artifacts=ArtifactStore(tmp_path / "artifacts"),
-                      store=store, settings=RuntimeSettings(seed=0), registry=default_registry())
+                      store=store, settings=RuntimeSettings(seed=0), registry=load_registry())
     failed = {s.id: (s.error, s.hint) for s in result.steps.values() if s.status != "succeeded"}
     assert result.status == "succeeded", failed
 

@@ -2,9 +2,9 @@
 
 Both start from a run the route recorded as "queued" in the run store, and both leave the store telling the truth:
 
-- LocalRunner: one thread per run (at most `max_concurrent` running), `executor.run_plan` with the run's id. When the
-  API stops, its unfinished runs end "interrupted" with their finished steps kept; when it was killed, the next API
-  process marks them so at start (their owner process is gone).
+- LocalRunner: one thread per run (at most `max_concurrent` running), `service.session.run_session` with the run's
+  id. When the API stops, its unfinished runs end "interrupted" with their finished steps kept; when it was killed,
+  the next API process marks them so at start (their owner process is gone).
 - RayJobRunner: `executor.jobs` submits one job per run; the job writes to the store itself. A tracker thread reads
   job states back and settles runs whose job ended without saying so (stopped, crashed, lost). A restarted API simply
   keeps tracking: the job never depended on it.
@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol, get_args
 
-from executor import ExecutionError, JobConfig, JobInfo, RayJobs, RunResult, RunStatus, RunStore, job_id_for, run_plan
+from executor import ExecutionError, JobConfig, JobInfo, RayJobs, RunResult, RunStatus, RunStore, job_id_for
 from governance import Principal
 from service.api.errors import ApiError
-from service.session import SessionEnv, finish_stored
+from service.session import SessionEnv, run_session
 from skills.plan import Plan
 
 if TYPE_CHECKING:
@@ -148,17 +148,12 @@ class LocalRunner:
         record = self.store.get_run(run_id)
         plan = Plan.model_validate(record.plan)
         principal = Principal.model_validate(record.principal or {"user": record.user})
-        engine = self._engine()
+        env = SessionEnv(principal, self._engine(), self.artifacts, self.store, registry=self.registry,
+                         ray_address=self.ray_address, cancel=cancel)
         try:
-            result = run_plan(plan, principal, engine=engine, artifacts=self.artifacts, store=self.store,
-                              registry=self.registry, run_id=run_id, cancel=cancel, prompt=record.prompt,
-                              ray_address=self.ray_address)
+            run_session(plan, env, iterations=iterations, run_id=run_id)
         except ExecutionError:
             return  # the plan could not start; run_plan recorded it as failed with the reason
-        if result.status == "succeeded" and not cancel.is_set():
-            env = SessionEnv(principal, engine, self.artifacts, self.store, registry=self.registry,
-                             ray_address=self.ray_address)
-            finish_stored(env, result, plan, iterations=iterations)
 
     def _fail(self, run_id: str, exc: Exception) -> None:
         run = self.store.get_run(run_id)

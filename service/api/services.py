@@ -17,7 +17,7 @@ from service.api.errors import ApiError
 from service.api.runner import LocalRunner, RayJobRunner, Runner
 from service.settings import Settings
 from skills.artifacts import ArtifactStore
-from skills.registry import Registry, default_registry
+from skills.registry import Registry, load_registry
 
 if TYPE_CHECKING:
     from governance import AuditLog, Engine
@@ -68,7 +68,7 @@ class Services:
         self.settings = settings
         self.tokens = TokenTable.load(settings.tokens_file, local_roles=policy_roles(settings.policies))
         self.store = RunStore(settings.run_store_url)
-        self.registry = registry if registry is not None else default_registry()
+        self.registry = registry if registry is not None else load_registry()
         self.artifacts = ArtifactStore(settings.artifacts)
         self.audit_path = audit_path(settings)
         self._engine: Engine | None = None

@@ -53,12 +53,15 @@ def headline_metric(run: RunResult) -> Metric | None:
 
 
 def ooda_children(runs: list[RunResult]) -> dict[str, str]:
-    """Run id -> the run whose OODA loop started it (each iteration runs its extension as runs of its own)."""
+    """Run id -> the run whose session started it (each OODA iteration runs its extension as runs of its own, and
+    the final report runs as one more)."""
     out: dict[str, str] = {}
     for run in runs:
-        ooda = run.result.get("ooda")
-        for it in (ooda.get("iterations") or []) if isinstance(ooda, Mapping) else []:
-            out.update({child: run.id for child in (it.get("run_ids") or []) if isinstance(child, str)})
+        ooda, summary = run.result.get("ooda"), run.result.get("summary")
+        iterations = (ooda.get("iterations") or []) if isinstance(ooda, Mapping) else []
+        children = [r for it in iterations for r in (it.get("run_ids") or [])]
+        children += (summary.get("run_ids") or [])[1:] if isinstance(summary, Mapping) else []
+        out.update({child: run.id for child in children if isinstance(child, str) and child != run.id})
     return out
 
 

@@ -2,7 +2,7 @@
 
 The stand-in skills have exactly the input/output types of CONTRACTS.md (the real `query` skill is used as is); their
 bodies are never run: validation and planning only look at the types, `reads` and `cost`. Tests that need the real
-library use `skills.default_registry()`.
+library use `skills.load_registry()`.
 """
 from __future__ import annotations
 
@@ -207,18 +207,11 @@ def _unused(*_: Any) -> Any:
     raise AssertionError("stand-in skills are for planning and validation only")
 
 
-class _Registry(Registry):
-    # `skill(registry=r)` falls back to the global REGISTRY while `r` is empty (`registry or REGISTRY`, len 0 is
-    # falsy): a private registry must be truthy from the start.
-    def __bool__(self) -> bool:
-        return True
-
-
 def standin_registry(with_score: bool = False) -> Registry:
     """A private registry with the contract's I/O types (and the real `query` skill)."""
     from skills.library.query import query, query_reads
 
-    reg = _Registry()
+    reg = Registry()
     skill("query", reads=query_reads, registry=reg)(query)
 
     def features(ctx: SkillContext, inp: FeaturesIn) -> FeaturesOut:

@@ -24,6 +24,7 @@ from planner.ooda_rules import Orientation, decide, orient
 from skills.artifacts import ArtifactStore
 from skills.library.race import paired_test
 from skills.plan import Plan, Ref, Step
+from skills.registry import load_registry
 
 pytestmark = pytest.mark.ray
 
@@ -33,6 +34,7 @@ AS_OF = dt.date(2024, 1, 1)
 ANALYST = Principal(user="ann", roles=["analyst"])
 POLICIES = {"tables": {"accounts": {"allow": ["analyst"]}, "events": {"allow": ["analyst"]},
                        "secret_events": {"allow": ["admin"]}}}
+LIBRARY = load_registry()
 CONFIG = LoopConfig(max_candidates=6, race_rounds=40, grace_rounds=10, folds=10, finalists=2)
 
 
@@ -69,7 +71,8 @@ def _plan() -> Plan:
 
 def _runner(engine: Engine, artifacts: ArtifactStore, store: RunStore) -> Any:
     """How the loop runs each extension: the executor, governed as the analyst (what the service passes)."""
-    return lambda plan: run_plan(plan, ANALYST, engine=engine, artifacts=artifacts, store=store, prompt=plan.goal)
+    return lambda plan: run_plan(plan, ANALYST, engine=engine, artifacts=artifacts, store=store, prompt=plan.goal,
+                                 registry=LIBRARY)
 
 
 def _improve(tmp_path: Any, useful: bool) -> Any:
@@ -78,10 +81,11 @@ def _improve(tmp_path: Any, useful: bool) -> Any:
         engine.register(name, table)
     artifacts, store = ArtifactStore(tmp_path / "artifacts"), RunStore(f"sqlite:///{tmp_path / 'runs.db'}")
     plan = _plan()
-    first = run_plan(plan, ANALYST, engine=engine, artifacts=artifacts, store=store)
+    first = run_plan(plan, ANALYST, engine=engine, artifacts=artifacts, store=store, registry=LIBRARY)
     assert first.status == "succeeded", first.steps
     result = improve(plan, first, engine=engine, principal=ANALYST, catalog=engine.catalog(ANALYST),
-                     execute=_runner(engine, artifacts, store), iterations=2, config=LoopConfig(**vars(CONFIG)))
+                     execute=_runner(engine, artifacts, store), iterations=2, config=LoopConfig(**vars(CONFIG)),
+                     registry=LIBRARY)
     return first, result
 
 
@@ -125,10 +129,11 @@ def test_a_table_without_an_entity_key_stops_the_loop_with_a_reason(ray_cluster:
         Step(id="train", skill="train_xgboost", inputs={"table": table, "target": "label", "num_rounds": 10}),
         Step(id="residuals", skill="residuals", inputs={"model": Ref(step="train", field="model"), "table": table}),
     ])
-    first = run_plan(plan, ANALYST, engine=engine, artifacts=artifacts, store=store)
+    first = run_plan(plan, ANALYST, engine=engine, artifacts=artifacts, store=store, registry=LIBRARY)
     assert first.status == "succeeded", first.steps
     res = improve(plan, first, engine=engine, principal=ANALYST, catalog=engine.catalog(ANALYST),
-                  execute=_runner(engine, artifacts, store), iterations=2, config=LoopConfig(**vars(CONFIG)))
+                  execute=_runner(engine, artifacts, store), iterations=2, config=LoopConfig(**vars(CONFIG)),
+                  registry=LIBRARY)
     assert res.error is None and res.iterations == [] and "no entity key" in res.stopped
     assert [s.id for s in res.plan.steps] == ["query", "train", "residuals"]  # nothing was added or run
 

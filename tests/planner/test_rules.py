@@ -284,8 +284,8 @@ def test_plans_are_deterministic_and_json_round_trip(catalog: Any, registry: Any
     ("why are users leaving, then score the new customers, top 5 drivers", Budget()),
 ])
 def test_plans_validate_against_the_real_skill_library(prompt: str, budget: Budget, catalog: Any) -> None:
-    from skills import default_registry
+    from skills import load_registry
 
-    real = default_registry()
+    real = load_registry()
     plan = plan_prompt(prompt, catalog=catalog, registry=real, budget=budget)
     assert validate_plan(plan, real, catalog, budget) == []

@@ -182,7 +182,7 @@ def test_a_run_that_produced_no_model_exits_4(demo, tmp_path: Path, monkeypatch:
     data_only = Plan(goal=PROMPT, steps=[{"id": "q", "skill": "query", "inputs": {"sql": "SELECT * FROM customers"}}])
     monkeypatch.setattr(service.cli, "make_plan", lambda *_, **__: data_only)
     monkeypatch.setattr(service.cli, "execute", lambda plan, access, out, **_: SessionResult(
-        first=None, ooda=None, summary={"task": None, "target": None, "drivers": []}, out=out))  # type: ignore[arg-type]
+        first=None, ooda=None, summary={"task": None, "target": None, "drivers": []}, plan=plan))  # type: ignore[arg-type]
     result = invoke("run", PROMPT, *as_analyst(demo), "--out", str(tmp_path / "out"), "--yes")
     assert result.exit_code == 4, result.output
     assert "the run produced no model" in result.output and "None model for None" not in result.output

@@ -10,7 +10,7 @@ from analysis_fixtures import ADMIN, ANALYST, AUDITOR, billing_frame, customers_
 from pydantic import TypeAdapter, ValidationError
 
 from governance import GovernanceError
-from skills import REGISTRY, SkillError
+from skills import SkillError, spec_of
 from skills.library.features import FeaturesInput, FeatureSpec, compile_features, features, features_reads
 
 SPECS = TypeAdapter(list[FeatureSpec])
@@ -181,4 +181,4 @@ def test_reads_hook_reports_related_tables():
                         specs=specs(ALL_KINDS[0], ALL_KINDS[7]), cutoff="as_of")
     assert features_reads(inp) == {"customers": {"customer_id", "as_of", "tenure"},
                                    "billing": {"customer_id", "month", "amount"}}
-    assert REGISTRY.get("features").reads is features_reads
+    assert spec_of(features).reads is features_reads

@@ -5,7 +5,7 @@ import pytest
 from analysis_fixtures import ADMIN, ANALYST, CANARY_SSN, customers_frame, make_ctx, make_engine
 
 from governance import GovernanceError
-from skills import REGISTRY, SkillError
+from skills import SkillError, spec_of
 from skills.library.query import QueryInput, merge_reads, query, query_reads, sql_reads
 
 
@@ -79,6 +79,6 @@ def test_reads_errors_and_merge():
 
 
 def test_registered_with_reads_hook():
-    spec = REGISTRY.get("query")  # default_registry() also needs the training modules
+    spec = spec_of(query)
     assert spec.reads is query_reads and set(spec.input_model.model_fields) == {"sql", "key"}
     assert set(spec.output_model.model_fields) == {"table", "sql", "rows"}

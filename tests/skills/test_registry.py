@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 from skills import SkillContext
 from skills.errors import SkillError, SkillRegistrationError
-from skills.registry import Registry, default_registry, skill
+from skills.registry import Registry, load_registry, skill, spec_of
 
 
 class In(BaseModel):
@@ -70,13 +70,29 @@ def test_registration_errors_say_what_to_fix() -> None:
 
 def test_unknown_skill_suggests_a_close_name() -> None:
     with pytest.raises(SkillError) as err:
-        default_registry().get("train_xgbost")
+        load_registry().get("train_xgbost")
     assert "train_xgboost" in err.value.hint
 
 
 def test_the_builtin_library_is_registered() -> None:
-    names = set(default_registry().names())
+    names = set(load_registry().names())
     assert {"query", "features", "train_xgboost", "tune", "evaluate", "explain", "residuals", "report"} <= names
+
+
+def test_there_is_no_global_registry() -> None:
+    """@skill only declares; each load_registry() builds a registry of its own, so what one caller adds cannot
+    leak into another's."""
+    @skill()
+    def stray(ctx: SkillContext, inp: In) -> Out:
+        """Declared in a test, in no library module."""
+        return Out(y=inp.x)
+
+    first, second = load_registry(), load_registry()
+    assert spec_of(stray).name == "stray" and "stray" not in first
+    first.add(spec_of(stray))
+    assert "stray" in first and "stray" not in second and first is not second
+    with pytest.raises(SkillError, match="not a skill"):
+        spec_of(len)
 
 
 def _pack(site: Path, module: str, body: str) -> None:
@@ -89,8 +105,8 @@ def _pack(site: Path, module: str, body: str) -> None:
 
 
 def _load_registry(site: Path) -> subprocess.CompletedProcess[str]:
-    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); from skills.registry import default_registry; "
-            "print(json.dumps(default_registry().names()))")
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); from skills.registry import load_registry; "
+            "print(json.dumps(load_registry().names()))")
     return subprocess.run([sys.executable, "-c", code, str(site)], capture_output=True, text=True, timeout=120,
                           cwd=Path(__file__).resolve().parents[2])
 
@@ -118,6 +134,12 @@ def test_an_installed_skill_pack_registers_through_the_entry_point(tmp_path: Pat
     assert done.returncode == 0, done.stderr
     names = json.loads(done.stdout.strip().splitlines()[-1])
     assert "profile_rows" in names and "train_xgboost" in names
+
+
+def test_a_skill_pack_without_skills_is_named(tmp_path: Path) -> None:
+    _pack(tmp_path, "empty_pack_skills", "VERSION = 1\n")
+    done = _load_registry(tmp_path)
+    assert done.returncode != 0 and "skill pack 'demo'" in done.stderr and "no @skill functions" in done.stderr
 
 
 def test_a_broken_skill_pack_is_named(tmp_path: Path) -> None:

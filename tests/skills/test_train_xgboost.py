@@ -7,7 +7,7 @@ import pytest
 import xgboost as xgb
 from ml_fixtures import ID, make_harness
 
-from skills import REGISTRY, SkillError
+from skills import SkillError, spec_of
 from skills.library.boosting.data import holdout_split
 from skills.library.boosting.saved_model import load_booster
 from skills.library.train_xgboost import TrainInput, train_xgboost
@@ -82,7 +82,7 @@ def test_a_single_class_target_is_refused(tmp_path):
 
 
 def test_registered_with_ray_and_a_round_cost():
-    spec = REGISTRY.get("train_xgboost")
+    spec = spec_of(train_xgboost)
     assert spec.uses_ray and spec.cost is not None
     assert spec.cost(TrainInput.model_validate({"table": {"uri": "x", "rows": 1, "columns": []}, "target": "y",
                                                 "num_rounds": 77})) == 77

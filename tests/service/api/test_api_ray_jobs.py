@@ -174,5 +174,9 @@ def test_the_ooda_loop_runs_inside_the_job(ray_head: RayHead, server_env: Callab
         doc = server.get(f"/v1/runs/{run_id}/result").json()
         jsonschema.validate(doc, SessionSummary.model_json_schema())
         assert doc["target"] == "churn" and len(doc["iterations"]) == 1 and doc["run_ids"][0] == run_id
+        ooda_runs = [r for it in doc["iterations"] for r in it["run_ids"]]
+        assert doc["run_ids"] == [run_id, *ooda_runs, doc["run_ids"][-1]] and len(doc["run_ids"]) == len(ooda_runs) + 2
+        report_run = server.get(f"/v1/runs/{doc['run_ids'][-1]}").json()  # the final report, run inside the job
+        assert report_run["status"] == "succeeded" and [s["skill"] for s in report_run["steps"]] == ["report"]
     finally:
         server.stop()

@@ -178,10 +178,10 @@ def test_cancel_a_queued_and_a_running_run(api_for: Callable[..., Api], tmp_path
 
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)  # the store is not what this is about
 def test_cli_and_api_plan_alike_and_leave_the_same_result_document(api: Api, demo: Any, tmp_path: Path) -> None:
-    """One prompt, one principal: `agentml plan` and POST /v1/plans give the same plan, and the API's run leaves the
-    session document that `agentml run` writes as result.json (same model, same published schema). The OODA loop's
-    part of that document is checked through a Ray job (test_api_ray_jobs): Tune inside the API process is what
-    issue 14's control plane removes."""
+    """One prompt, one principal: `agentml plan` and POST /v1/plans give the same plan, and the API's run and
+    `agentml run` go through the same session (service.session.run_session): the same document (result.json for
+    the CLI), the same final report run. The OODA loop's part of that document is checked through a Ray job
+    (test_api_ray_jobs): Tune inside the API process is what issue 14's control plane removes."""
     import jsonschema
     from typer.testing import CliRunner
 
@@ -202,9 +202,22 @@ def test_cli_and_api_plan_alike_and_leave_the_same_result_document(api: Api, dem
     doc = api.get(f"/v1/runs/{early}/result").json()
     jsonschema.validate(doc, SessionSummary.model_json_schema())
     assert (doc["task"], doc["target"], doc["metric_name"]) == ("classification", "churn", "auc")
-    assert doc["iterations"] == [] and doc["stopped"] == "the OODA loop did not run" and doc["run_ids"] == [early]
+    assert doc["iterations"] == [] and doc["stopped"] == "the OODA loop did not run"
     assert 0.7 < doc["baseline_value"] <= 1 and doc["drivers"]
     assert api.get(f"/v1/runs/{early}/result", as_="bob").status_code in (403, 404)  # another user's run
+    # the session's final report ran as a run of its own, listed as part of the first one
+    assert doc["run_ids"][0] == early and len(doc["run_ids"]) == 2 and doc["report"] and doc["model"]
+    listed = {r["id"]: r for r in api.get("/v1/runs").json()["runs"]}
+    assert listed[doc["run_ids"][1]]["part_of"] == early and listed[doc["run_ids"][1]]["status"] == "succeeded"
+    ran = CliRunner().invoke(app, ["run", prompt, "--warehouse", str(demo.root), "--policies", str(demo.policies),
+                                   "--user", "ann", "--role", "analyst", "--attr", "region=north", "--iterations", "0",
+                                   "--yes", "--out", str(tmp_path / "ran")])
+    assert ran.exit_code == 0, ran.output
+    written = json.loads((tmp_path / "ran" / "result.json").read_text())
+    assert set(written) == set(doc) and len(written["run_ids"]) == 2 and (tmp_path / "ran" / "report.html").exists()
+    same = ("task", "target", "metric_name", "features", "stopped", "iterations", "metric_protocol")
+    assert {k: written[k] for k in same} == {k: doc[k] for k in same}
+    assert abs(written["baseline_value"] - doc["baseline_value"]) < 0.02  # same plan, data and seed
 
 
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from executor import RunResult, RunStore, StepResult
-from executor.jobs import JobConfig, main, run_job
+from executor.jobs import JobConfig, run_job
 from governance import Principal
 from planner.ooda import CandidateScore, Iteration
 from service.api import errors
@@ -24,7 +23,9 @@ from service.api.panels import ooda_panel, panels
 from service.api.runner import settle
 from service.api.views import headline_metric, summaries
 from service.demo import DemoWarehouse
+from service.jobs import main
 from skills.plan import Plan
+from skills.registry import load_registry
 
 DIAMOND = Plan.model_validate({"steps": [
     {"id": "a", "skill": "query", "inputs": {}},
@@ -128,18 +129,18 @@ def test_an_unexpected_error_is_a_500_without_a_stack_trace(caplog: pytest.LogCa
 
 def test_job_entrypoint_keeps_secrets_off_the_command_line() -> None:
     config = JobConfig(store_url="postgresql://u:pw@db/agentml", warehouse="/data/my warehouse",
-                       artifacts="s3://bucket/a", policies=None)
+                       artifacts="s3://bucket/a", module="service.jobs", policies=None)
     line = config.entrypoint("abc123")
-    assert line.startswith("python -m executor.jobs run --run-id abc123")
+    assert line.startswith("python -m service.jobs run --run-id abc123")
     assert "'/data/my warehouse'" in line and "pw" not in line and "--policies" not in line
     assert config.runtime_env()["env_vars"]["AGENTML_RUN_STORE_URL"] == "postgresql://u:pw@db/agentml"
-    ooda = replace(config, module="service.jobs").entrypoint("abc123", ["--iterations", "2"])
+    ooda = config.entrypoint("abc123", ["--iterations", "2"])
     assert ooda.startswith("python -m service.jobs run --run-id abc123") and ooda.endswith("--iterations 2")
 
 
 def test_job_entrypoint_needs_a_store(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.delenv("AGENTML_RUN_STORE_URL", raising=False)
-    assert main(["run", "--run-id", "x", "--warehouse", "w", "--artifacts", "a"]) == 2
+    assert main(["run", "--run-id", "x", "--warehouse", "w", "--artifacts", "a"]) == 2  # service.jobs' main
     assert "AGENTML_RUN_STORE_URL" in capsys.readouterr().err
 
 
@@ -148,13 +149,14 @@ def test_run_job_runs_a_stored_run_as_its_principal(demo: DemoWarehouse, tmp_pat
     store = RunStore(f"sqlite:///{tmp_path / 'runs.db'}")
     ann = Principal(user="ann", roles=["analyst"], attributes={"region": "north"})
     run_id = store.create_run(Plan.model_validate(quick_plan()), ann, backend="ray-job")
-    result = run_job(run_id, store, warehouse=str(demo.root), artifacts=str(tmp_path / "a"),
+    result = run_job(run_id, store, registry=load_registry(), warehouse=str(demo.root), artifacts=str(tmp_path / "a"),
                      policies=str(demo.policies), audit=str(tmp_path / "audit.jsonl"))
     assert result.status == "succeeded" and result.steps["data"].outputs["rows"] == 1  # ann's region only
     assert "north" in (tmp_path / "audit.jsonl").read_text()
     missing = store.create_run(Plan.model_validate(quick_plan()), ann)
     with pytest.raises(Exception, match="does not exist"):
-        run_job(missing, store, warehouse=str(tmp_path / "nowhere"), artifacts=str(tmp_path / "a"))
+        run_job(missing, store, registry=load_registry(), warehouse=str(tmp_path / "nowhere"),
+                artifacts=str(tmp_path / "a"))
     assert store.get_run(missing).status == "failed" and "warehouse" in (store.get_run(missing).error or "")
 
 
@@ -173,14 +175,13 @@ def test_an_unexpected_ooda_failure_is_recorded_not_left_running(tmp_path: Path)
     from service.session import SessionEnv, improve_stored
     from skills.artifacts import ArtifactStore
     from skills.plan import Plan
-    from skills.registry import default_registry
 
     store = RunStore(f"sqlite:///{tmp_path / 'runs.db'}")
     plan = Plan.model_validate(quick_plan())
     run_id = store.create_run(plan, Principal(user="ann"), status="succeeded")
     # no engine at all: the loop breaks in a way nobody planned for
     env = SessionEnv(Principal(user="ann"), None, ArtifactStore(tmp_path / "a"), store,  # type: ignore[arg-type]
-                     registry=default_registry())
+                     registry=load_registry())
     improve_stored(env, store.get_run(run_id), plan, iterations=1)
     ooda = store.get_run(run_id).result["ooda"]
     assert ooda["status"] == "failed" and "unexpectedly (AttributeError)" in ooda["error"] and ooda["hint"]
