@@ -70,6 +70,7 @@ class JobConfig:
     policies: str | None = None
     audit: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    artifacts_shared: bool = False  # the artifacts folder is mounted at the same path on every node
 
     def entrypoint(self, run_id: str, extra: Sequence[str] = ()) -> str:
         """The shell command Ray runs for `run_id`, with `extra` arguments for the entrypoint module (paths are
@@ -80,6 +81,7 @@ class JobConfig:
         for flag, value in (("--warehouse", self.warehouse), ("--policies", self.policies), ("--audit", self.audit)):
             if value is not None:
                 parts += [flag, value]
+        parts += ["--artifacts-shared"] if self.artifacts_shared else []
         return " ".join(shlex.quote(p) for p in [*parts, *extra])
 
     def runtime_env(self) -> dict[str, Any]:
@@ -212,6 +214,8 @@ def job_parser(prog: str = "python -m service.jobs", description: str | None = N
     run.add_argument("--run-id", required=True)
     run.add_argument("--warehouse", required=True, help="DuckDB file or folder of Parquet/CSV files")
     run.add_argument("--artifacts", required=True, help="artifact store root (folder or URI)")
+    run.add_argument("--artifacts-shared", action="store_true",
+                     help="the artifacts folder is mounted at the same path on every Ray node")
     run.add_argument("--policies", default=None, help="policies YAML; omitted = local single-user mode")
     run.add_argument("--audit", default=None, help="audit log file (JSON lines)")
     run.add_argument("--store-url", default=None, help=f"run store URL; default ${STORE_URL_ENV}")
@@ -233,7 +237,7 @@ AfterRun = Callable[[RunResult, Engine, ArtifactStore], None]
 
 def run_job(run_id: str, store: RunStore, *, registry: Registry, warehouse: str, artifacts: str,
             policies: str | None = None, audit: str | None = None, cancel: threading.Event | None = None,
-            after: AfterRun | None = None) -> RunResult:
+            after: AfterRun | None = None, artifacts_shared: bool = False) -> RunResult:
     """Run the stored run `run_id` in this process, as its recorded principal, writing everything to `store`;
     then `after` when it succeeded and nobody cancelled it."""
     record = store.get_run(run_id)
@@ -245,7 +249,7 @@ def run_job(run_id: str, store: RunStore, *, registry: Registry, warehouse: str,
         store.finish_run(run_id, "failed", error=f"the job could not open the warehouse: {message}",
                          hint=getattr(exc, "hint", None) or "check the warehouse and policy paths on the cluster")
         raise
-    artifact_store = ArtifactStore(artifacts)
+    artifact_store = ArtifactStore(artifacts, shared=artifacts_shared)
     result = run_stored(run_id, store, engine=engine, artifacts=artifact_store, registry=registry, cancel=cancel)
     if after is not None and result.status == "succeeded" and not (cancel and cancel.is_set()):
         after(result, engine, artifact_store)
@@ -270,7 +274,7 @@ def main(argv: Sequence[str] | None = None, *, registry: Registry, parser: argpa
     store = RunStore(url)
     try:
         result = run_job(args.run_id, store, registry=registry, warehouse=args.warehouse, artifacts=args.artifacts,
-                         policies=args.policies, audit=args.audit, cancel=cancel,
+                         artifacts_shared=args.artifacts_shared, policies=args.policies, audit=args.audit, cancel=cancel,
                          after=after(args, store) if after is not None else None)
     except ExecutionError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -6,9 +6,13 @@ costs about a second that local runs without Ray should not pay.
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from executor.errors import ExecutionError
+
+if TYPE_CHECKING:
+    from skills.artifacts import ArtifactStore
 
 _dashboard_url: str | None = None
 
@@ -43,6 +47,26 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> st
     url = getattr(context, "dashboard_url", None)
     _dashboard_url = f"http://{url}" if url and "://" not in url else url
     return _dashboard_url
+
+
+def check_artifacts_reach_every_node(artifacts: ArtifactStore, nodes: Sequence[Mapping[str, Any]]) -> None:
+    """Refuse, before anything runs, an artifact store that only one machine reads on a cluster of several nodes
+    (`nodes` as `ray.nodes()` lists them): tasks, Train workers and Tune trials on other nodes would not find the
+    tables the driver wrote, and the driver would not find their checkpoints."""
+    alive = [node for node in nodes if node.get("Alive")]
+    if len(alive) > 1 and not artifacts.every_node_reads:
+        raise ExecutionError(
+            f"the artifact store {artifacts.root} is a local folder, which the other {len(alive) - 1} node(s) of this "
+            "Ray cluster cannot read", field="artifacts",
+            hint="set AGENTML_ARTIFACTS to s3://bucket/prefix (gs://, hdfs:// also work), or to a path on a shared "
+                 "volume mounted at the same place on every node and set AGENTML_ARTIFACTS_SHARED=true")
+
+
+def check_cluster_storage(artifacts: ArtifactStore) -> None:
+    """`check_artifacts_reach_every_node` on the cluster this process is connected to."""
+    import ray
+
+    check_artifacts_reach_every_node(artifacts, ray.nodes())
 
 
 class ProgressRelay:

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from executor.backends import Backend, LocalBackend, RayBackend
 from executor.errors import ExecutionError
 from executor.owner import current_owner
-from executor.ray_support import ensure_ray
+from executor.ray_support import check_cluster_storage, ensure_ray
 from executor.resolve import check_plan, resolve_inputs
 from executor.steps import StepJob, StepOutcome, failure
 from executor.store import RunStore, utcnow
@@ -166,7 +166,7 @@ def _open_run(store: RunStore, plan: Plan, principal: Principal, backend: str, r
 
 
 def _backend(name: str, settings: RuntimeSettings, specs: dict[str, SkillSpec],
-             ray_address: str | None) -> tuple[Backend, RuntimeSettings]:
+             ray_address: str | None, artifacts: ArtifactStore) -> tuple[Backend, RuntimeSettings]:
     """The backend, and the settings skills see: compute="ray" whenever this run needs (and so starts) Ray."""
     if name not in ("local", "ray"):
         raise ExecutionError(f"unknown backend {name!r}", field="backend", hint="use 'local' or 'ray'")
@@ -175,6 +175,7 @@ def _backend(name: str, settings: RuntimeSettings, specs: dict[str, SkillSpec],
         return LocalBackend(), settings
     # enough CPUs for the training workers plus the task that drives them
     ensure_ray(ray_address, num_cpus=max(2, settings.num_workers * settings.cpus_per_worker + 1))
+    check_cluster_storage(artifacts)  # steps and training may run on any node: every node must read the artifacts
     ray_settings = settings.model_copy(update={"compute": "ray"})
     return (RayBackend() if name == "ray" else LocalBackend()), ray_settings
 
@@ -197,7 +198,7 @@ def run_plan(plan: Plan, principal: Principal, *, engine: Engine, backend: Backe
     recorder = Recorder(store, run_id, on_progress)
     try:
         order, specs = check_plan(plan, registry)
-        runner, step_settings = _backend(backend, settings, specs, ray_address)
+        runner, step_settings = _backend(backend, settings, specs, ray_address, artifacts)
     except ExecutionError as exc:
         recorder.finish("failed", error=exc.message, hint=exc.hint)
         raise

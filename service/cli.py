@@ -323,7 +323,8 @@ def _stores(out: Path, settings: Settings) -> tuple[Any, Any]:
     from skills.artifacts import ArtifactStore
 
     explicit = settings.model_fields_set
-    artifacts = ArtifactStore(settings.artifacts if "artifacts" in explicit else out / "artifacts")
+    artifacts = ArtifactStore(settings.artifacts if "artifacts" in explicit else out / "artifacts",
+                              shared=settings.artifacts_shared)
     store = RunStore(settings.run_store_url if "run_store_url" in explicit else f"sqlite:///{out / 'runs.db'}")
     return artifacts, store
 

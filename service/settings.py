@@ -43,7 +43,14 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("AGENTML_RAY_ADDRESS", "RAY_ADDRESS", "ray_address"),
         description="Ray cluster address; unset = start a local Ray",
     )
-    artifacts: str = Field(default="agentml-artifacts", description="artifact store root: folder or s3://, gs://")
+    artifacts: str = Field(
+        default="agentml-artifacts",
+        description="artifact store root, also where Ray Train/Tune keep checkpoints: s3://bucket/prefix (gs://, "
+                    "hdfs://) on a cluster of several nodes; a local folder only on one node, unless artifacts_shared")
+    artifacts_shared: bool = Field(
+        default=False, description="the artifacts folder is a shared volume mounted at the same path on every Ray "
+                                   "node (NFS, ReadWriteMany); without it a local folder is refused on a multi-node "
+                                   "cluster")
     llm_model: str | None = Field(default=None, description="litellm model name; unset = rule-based planner only")
     llm_timeout_s: float = Field(default=60.0, gt=0,
                                  description="most seconds one LLM reply may take, retries included")

@@ -1,13 +1,20 @@
-"""Where skills keep what they make: tables (Parquet), models (xgboost JSON), JSON and files.
+"""Where skills keep what they make: tables (Parquet), models (xgboost JSON), JSON and files, and where Ray
+Train/Tune keep checkpoints and experiment state (`storage_for`).
 
-A local folder by default; any URI pyarrow's filesystems understand (`s3://`, `gs://`, `hdfs://`, `file://`) for
-clusters, so that Ray workers on other nodes can read what the driver wrote.
+A local folder by default, which only the machine that wrote it can read: fine on one node. On a cluster, any URI
+pyarrow's filesystems understand (`s3://`, `gs://`, `hdfs://`), or a folder mounted at the same place on every node
+(`shared=True`), so that Ray workers on other nodes read what the driver wrote and the driver reads their checkpoints.
+
+An `s3://` store finds its endpoint (`AWS_ENDPOINT_URL` for MinIO, Ceph or moto), region and credentials the way the
+AWS SDK does. The endpoint and region the driver resolved travel with the store to Ray workers; credentials never do
+(pyarrow pickles a filesystem's keys only when they were passed explicitly, and a store never passes them): each node
+finds its own, in its environment (the Helm chart's Secret) or its cloud identity.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -18,19 +25,47 @@ class ArtifactAccessError(PermissionError):
     """A key or URI that points outside the artifact store."""
 
 
-class ArtifactStore:
-    """Keys are relative paths like `run-1/train/model.json`; URIs are what other processes open."""
+class Storage(NamedTuple):
+    """Where a Ray Train or Tune run keeps checkpoints and experiment state: `path` on `filesystem`."""
 
-    def __init__(self, root: str | Path) -> None:
+    path: str
+    filesystem: pafs.FileSystem
+
+    def run_config(self) -> dict[str, Any]:
+        """The `storage_path` and `storage_filesystem` arguments of Ray's `RunConfig`."""
+        return {"storage_path": self.path, "storage_filesystem": self.filesystem}
+
+
+class ArtifactStore:
+    """Keys are relative paths like `run-1/train/model.json`; URIs are what other processes open.
+
+    `shared=True` says that a local folder is mounted at the same place on every Ray node (NFS, a ReadWriteMany
+    volume); without it a local store is refused on a cluster of more than one node (`every_node_reads`).
+    """
+
+    def __init__(self, root: str | Path, *, shared: bool = False) -> None:
         root = str(root)
         if "://" not in root:
             Path(root).mkdir(parents=True, exist_ok=True)
             root = Path(root).resolve().as_uri()
         self.root = root.rstrip("/")
+        self.shared = shared
         self._fs, self._base = pafs.FileSystem.from_uri(self.root)
 
-    def __reduce__(self) -> tuple[Any, ...]:  # picklable for Ray tasks: rebuilt from the root URI
-        return (ArtifactStore, (self.root,))
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Picklable for Ray tasks with the driver's filesystem (its endpoint and region, not its credentials): a
+        # worker does not resolve the URI again, which would need the endpoint in its environment too.
+        return (_rebuild, (self.root, self.shared, self._fs, self._base))
+
+    @property
+    def every_node_reads(self) -> bool:
+        """Whether every machine of a cluster reads this store: a remote filesystem, or a local one declared shared."""
+        return self.shared or not isinstance(self._fs, pafs.LocalFileSystem)
+
+    def storage_for(self, key: str) -> Storage:
+        """Where Ray Train/Tune keep the checkpoints and state of the run under `key`: inside this store, on its
+        filesystem, so they land wherever its tables and models do (a bucket, or this machine's folder)."""
+        return Storage(self._path(key), self._fs)
 
     def uri(self, key: str) -> str:
         return f"{self.root}/{key.lstrip('/')}"
@@ -84,3 +119,9 @@ class ArtifactStore:
 
     def exists(self, key_or_uri: str) -> bool:
         return self._fs.get_file_info(self._path(key_or_uri)).type != pafs.FileType.NotFound
+
+
+def _rebuild(root: str, shared: bool, fs: pafs.FileSystem, base: str) -> ArtifactStore:
+    store = ArtifactStore.__new__(ArtifactStore)
+    store.root, store.shared, store._fs, store._base = root, shared, fs, base
+    return store

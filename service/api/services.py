@@ -41,6 +41,7 @@ def job_config(settings: Settings, store_url: str) -> JobConfig:
 
     artifacts = settings.artifacts if "://" in settings.artifacts else str(Path(settings.artifacts).resolve())
     return JobConfig(store_url=store_url, warehouse=absolute(settings.warehouse), artifacts=artifacts,
+                     artifacts_shared=settings.artifacts_shared,
                      policies=absolute(settings.policies), audit=absolute(audit_path(settings)),
                      module="service.jobs")  # the run, then the OODA loop when a request asks for iterations
 
@@ -69,7 +70,7 @@ class Services:
         self.tokens = TokenTable.load(settings.tokens_file, local_roles=policy_roles(settings.policies))
         self.store = RunStore(settings.run_store_url)
         self.registry = registry if registry is not None else load_registry()
-        self.artifacts = ArtifactStore(settings.artifacts)
+        self.artifacts = ArtifactStore(settings.artifacts, shared=settings.artifacts_shared)
         self.audit_path = audit_path(settings)
         self._engine: Engine | None = None
         self._engine_error: ApiError | None = None

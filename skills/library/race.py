@@ -333,13 +333,14 @@ def _race(ctx: SkillContext, data: _Data, inp: RaceInput, params: dict[str, Any]
 
     trainable = tune.with_parameters(race_trial, data=data, params=params, base=inp.base_features,
                                      max_rounds=inp.max_rounds, every=inp.report_every, sign=sign)
+    storage = ctx.artifacts.storage_for(ctx.key("race"))
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": 1}),
         param_space={"group": tune.grid_search([g.model_dump() for g in inp.candidates])},
         tune_config=tune.TuneConfig(metric="metric", mode="max" if sign > 0 else "min", scheduler=_scheduler(inp),
                                     reuse_actors=True, max_concurrent_trials=CONCURRENT_TRIALS),
-        run_config=tune.RunConfig(name=f"race-{uuid.uuid4().hex[:12]}", storage_path=ctx.artifacts.uri(ctx.key("race")),
-                                  verbose=0, callbacks=[_forward_results(_progress(ctx, params["eval_metric"]))]),
+        run_config=tune.RunConfig(name=f"race-{uuid.uuid4().hex[:12]}", **storage.run_config(), verbose=0,
+                                  callbacks=[_forward_results(_progress(ctx, params["eval_metric"]))]),
     )
     with contextlib.redirect_stdout(io.StringIO()) as banner:  # Tune prints its experiment table to stdout
         results = tuner.fit()

@@ -101,8 +101,7 @@ def fit_model(ctx: SkillContext, prep: Prepared, params: dict[str, Any], num_rou
 
         job = BoostJob(full, prep.task, prep.target, prep.features, prep.categories, num_rounds,
                        early_stopping_rounds, every, callbacks=tuple(callbacks))
-        storage = ctx.artifacts.uri(ctx.key("checkpoints"))
-        fit = fit_ray(prep, job, compute, storage, progress_sink(ctx))
+        fit = fit_ray(prep, job, compute, ctx.artifacts.storage_for(ctx.key("checkpoints")), progress_sink(ctx))
     else:
         fit = fit_local(prep, full, num_rounds, patience=early_stopping_rounds, every=every,
                         sink=progress_sink(ctx), callbacks=callbacks)

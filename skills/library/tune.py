@@ -31,6 +31,7 @@ from skills.registry import skill
 from skills.types import ModelArtifact
 
 if TYPE_CHECKING:
+    from skills.artifacts import Storage
     from skills.frame import Frame
     from skills.library.boosting.compute import Compute
     from skills.library.boosting.data import Prepared
@@ -194,7 +195,7 @@ def single_worker_trial(config: dict[str, Any], job: BoostJob, frames: dict[str,
 
 
 def multi_worker_trial(config: dict[str, Any], job: BoostJob, tables: dict[str, Any], compute: Compute,
-                       storage_path: str) -> None:
+                       storage: Storage) -> None:
     """One trial driving an XGBoostTrainer; its workers' reports reach Tune through TuneReportCallback."""
     import ray.data
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -202,18 +203,17 @@ def multi_worker_trial(config: dict[str, Any], job: BoostJob, tables: dict[str, 
     from skills.library.boosting.ray_train import make_trainer
 
     datasets = {name: ray.data.from_arrow(table) for name, table in tables.items()}
-    trainer = make_trainer(job.with_params(config), datasets, compute, storage_path, callbacks=[TuneReportCallback()])
+    trainer = make_trainer(job.with_params(config), datasets, compute, storage, callbacks=[TuneReportCallback()])
     trainer.fit()
 
 
-def make_trainable(prep: Prepared, job: BoostJob, compute: Compute, storage_path: str) -> Any:
+def make_trainable(prep: Prepared, job: BoostJob, compute: Compute, storage: Storage) -> Any:
     """The trial function with its data in the object store and its resources (a GPU per trial on GPU clusters)."""
     from ray import tune
 
     if compute.num_workers > 1:
         tables = {"train": prep.part("train"), VALID: prep.part(VALID)}
-        fn = tune.with_parameters(multi_worker_trial, job=job, tables=tables, compute=compute,
-                                  storage_path=storage_path)
+        fn = tune.with_parameters(multi_worker_trial, job=job, tables=tables, compute=compute, storage=storage)
     else:
         frames = {"train": prep.frame("train"), VALID: prep.frame(VALID)}
         fn = tune.with_parameters(single_worker_trial, job=job, frames=frames)
@@ -242,13 +242,13 @@ def run_search(ctx: SkillContext, prep: Prepared, inp: TuneInput, compute: Compu
     from ray import tune
 
     job = trial_job(prep, inp, compute)
-    storage = ctx.artifacts.uri(ctx.key("tune"))
+    storage = ctx.artifacts.storage_for(ctx.key("tune"))
     config = tune.TuneConfig(
         metric=metric_key(prep.task), mode=mode_of(primary_metric(prep.task)),
         num_samples=inp.num_trials, search_alg=make_searcher(inp.search, seed, inp.num_trials),
         scheduler=make_scheduler(inp.scheduler, inp.max_rounds, job.every),
         max_concurrent_trials=compute.max_concurrent_trials, time_budget_s=inp.time_budget_s, reuse_actors=True)
-    run = tune.RunConfig(name=f"tune-{uuid.uuid4().hex[:12]}", storage_path=storage, verbose=0,
+    run = tune.RunConfig(name=f"tune-{uuid.uuid4().hex[:12]}", **storage.run_config(), verbose=0,
                          stop=_stopper_class()(inp.max_total_rounds),
                          callbacks=[_progress_callback(ctx, inp.num_trials)])
     tuner = tune.Tuner(make_trainable(prep, job, compute, storage), param_space=search_space(),

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from skills import RuntimeSettings
+from skills.artifacts import ArtifactStore
 from skills.library.boosting.compute import scaling_for
 from skills.library.boosting.data import prepare
 from skills.library.boosting.params import COMPUTE_KEYS, model_params, xgb_params
@@ -60,7 +61,7 @@ def test_train_xgboost_trainer_asks_for_gpus(tmp_path):
     compute = scaling_for(GPU_NODE, RuntimeSettings(num_workers=2))
     params = xgb_params(model_params("classification", 0), "classification", compute)
     job = BoostJob(params, "classification", "y", ["x"], {}, 10, 0, 5)
-    trainer = make_trainer(job, {}, compute, str(tmp_path))
+    trainer = make_trainer(job, {}, compute, ArtifactStore(tmp_path).storage_for("train"))
     assert trainer.scaling_config.use_gpu and trainer.scaling_config.num_workers == 2
     assert trainer.scaling_config.resources_per_worker == {"CPU": 1.0, "GPU": 1.0}
     assert trainer.train_loop_config["job"].params["device"] == "cuda"
@@ -75,10 +76,10 @@ def test_tune_trials_ask_for_a_gpu_each(tmp_path):
     inp = TuneInput.model_validate({"table": {"uri": "t", "rows": 40, "columns": ["x", "y"]}, "target": "y"})
     single = scaling_for(GPU_NODE, RuntimeSettings())
     assert trial_job(prep, inp, single).params["device"] == "cuda"
-    request = make_trainable(prep, trial_job(prep, inp, single), single, str(tmp_path))._resources
+    request = make_trainable(prep, trial_job(prep, inp, single), single, ArtifactStore(tmp_path).storage_for("tune"))._resources
     assert request.bundles == [{"CPU": 1.0, "GPU": 1.0}]
     multi = scaling_for(GPU_NODE, RuntimeSettings(), num_workers=2)
-    request = make_trainable(prep, trial_job(prep, inp, multi), multi, str(tmp_path))._resources
+    request = make_trainable(prep, trial_job(prep, inp, multi), multi, ArtifactStore(tmp_path).storage_for("tune"))._resources
     assert request.bundles[0].get("CPU", 0) == 0 and request.bundles[0].get("GPU", 0) == 0  # its workers hold them
 
 

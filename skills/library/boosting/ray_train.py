@@ -14,6 +14,7 @@ from typing import Any, Literal
 import pyarrow as pa
 import xgboost as xgb
 
+from skills.artifacts import Storage
 from skills.errors import SkillError
 from skills.frame import build_frame
 from skills.library.boosting.checkpoints import CheckpointReporter, restore, world_rank
@@ -94,15 +95,15 @@ def ray_datasets(prep: Prepared) -> dict[str, Any]:
     return {"train": ray.data.from_arrow(prep.part("train")), VALID: ray.data.from_arrow(prep.part(VALID))}
 
 
-def make_trainer(job: BoostJob, datasets: Mapping[str, Any], compute: Compute, storage_path: str, *,
+def make_trainer(job: BoostJob, datasets: Mapping[str, Any], compute: Compute, storage: Storage, *,
                  callbacks: Sequence[Any] = ()) -> Any:
-    """An XGBoostTrainer (V2) running `train_loop_per_worker`, checkpoints under `storage_path`."""
+    """An XGBoostTrainer (V2) running `train_loop_per_worker`, checkpoints and run state in `storage`."""
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig
     from ray.train.xgboost import XGBoostTrainer
 
     # One worker reads whole datasets: no split coordinator actor to start (saves ~1.5 s per run).
     split: list[str] | Literal["all"] = "all" if compute.num_workers > 1 else []
-    run = RunConfig(name=f"train-{uuid.uuid4().hex[:12]}", storage_path=storage_path,
+    run = RunConfig(name=f"train-{uuid.uuid4().hex[:12]}", **storage.run_config(),
                     failure_config=FailureConfig(max_failures=MAX_FAILURES),
                     checkpoint_config=CheckpointConfig(num_to_keep=2), callbacks=list(callbacks))
     return XGBoostTrainer(train_loop_per_worker, train_loop_config={"job": job}, datasets=dict(datasets),
@@ -117,12 +118,12 @@ def _training_failed(exc: Exception) -> SkillError:
                            "or run the plan with the local backend")
 
 
-def fit_ray(prep: Prepared, job: BoostJob, compute: Compute, storage_path: str,
+def fit_ray(prep: Prepared, job: BoostJob, compute: Compute, storage: Storage,
             sink: Sink = ignore_event) -> FitResult:
-    """Train with Ray Train's XGBoostTrainer; workers checkpoint every `job.every` rounds into `storage_path` and a
+    """Train with Ray Train's XGBoostTrainer; workers checkpoint every `job.every` rounds into `storage` and a
     restarted worker group resumes from the last checkpoint. Progress events reach `sink` through a relay actor."""
     with relayed_progress(sink) as relay:
-        trainer = make_trainer(replace(job, relay=relay), ray_datasets(prep), compute, storage_path)
+        trainer = make_trainer(replace(job, relay=relay), ray_datasets(prep), compute, storage)
         try:
             result = trainer.fit()
         except Exception as exc:  # Ray raises TrainingFailedError and friends; the user gets one clear error
