@@ -274,8 +274,8 @@ def main(argv: Sequence[str] | None = None, *, registry: Registry, parser: argpa
     store = RunStore(url)
     try:
         result = run_job(args.run_id, store, registry=registry, warehouse=args.warehouse, artifacts=args.artifacts,
-                         artifacts_shared=args.artifacts_shared, policies=args.policies, audit=args.audit, cancel=cancel,
-                         after=after(args, store) if after is not None else None)
+                         artifacts_shared=args.artifacts_shared, policies=args.policies, audit=args.audit,
+                         cancel=cancel, after=after(args, store) if after is not None else None)
     except ExecutionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

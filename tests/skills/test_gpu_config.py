@@ -74,12 +74,13 @@ def test_tune_trials_ask_for_a_gpu_each(tmp_path):
     table = pa.table({"x": np.arange(40, dtype=np.float64), "y": np.arange(40) % 2})
     prep = prepare(table, "y", None, None, (), 0.25, seed=0)
     inp = TuneInput.model_validate({"table": {"uri": "t", "rows": 40, "columns": ["x", "y"]}, "target": "y"})
+    storage = ArtifactStore(tmp_path).storage_for("tune")
     single = scaling_for(GPU_NODE, RuntimeSettings())
     assert trial_job(prep, inp, single).params["device"] == "cuda"
-    request = make_trainable(prep, trial_job(prep, inp, single), single, ArtifactStore(tmp_path).storage_for("tune"))._resources
+    request = make_trainable(prep, trial_job(prep, inp, single), single, storage)._resources
     assert request.bundles == [{"CPU": 1.0, "GPU": 1.0}]
     multi = scaling_for(GPU_NODE, RuntimeSettings(), num_workers=2)
-    request = make_trainable(prep, trial_job(prep, inp, multi), multi, ArtifactStore(tmp_path).storage_for("tune"))._resources
+    request = make_trainable(prep, trial_job(prep, inp, multi), multi, storage)._resources
     assert request.bundles[0].get("CPU", 0) == 0 and request.bundles[0].get("GPU", 0) == 0  # its workers hold them
 
 
