@@ -378,6 +378,44 @@ def test_external_postgresql_and_object_store(chart: helm_python.Chart) -> None:
     assert env_of(pod_specs(docs)["api"]["containers"][0])["AGENTML_LLM_MODEL"]["value"] == "openai/gpt-4o-mini"
 
 
+def test_every_pod_reads_one_bucket_with_credentials_from_the_secret(chart: helm_python.Chart) -> None:
+    """Train checkpoints (workers), Tune state and job drivers (head) and results (API) meet in one bucket."""
+    values = {"artifacts": {"uri": "s3://ml-artifacts/agentml", "existingSecret": "agentml-s3"}}
+    specs = pod_specs(manifests(render_files(chart, values)))
+    assert set(specs) == {"api", "ray-head", "ray-cpu", "ray-gpu"}
+    for name, spec in specs.items():
+        (container,) = spec["containers"]
+        env = env_of(container)
+        assert env["AGENTML_ARTIFACTS"]["value"] == "s3://ml-artifacts/agentml", name
+        assert "AGENTML_ARTIFACTS_SHARED" not in env and not any(e.startswith("AWS_") for e in env), name
+        assert {"secretRef": {"name": "agentml-s3"}} in container["envFrom"], name
+        assert "artifacts" not in {v["name"] for v in spec["volumes"]}, name
+    assert "AWS_" not in yaml.safe_dump(yaml.safe_load((CHART_DIR / "values.yaml").read_text()))  # comments only
+
+
+def test_without_a_uri_every_pod_mounts_the_shared_volume_and_says_so(
+    chart: helm_python.Chart, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A folder on a multi-node cluster is refused unless AGENTML_ARTIFACTS_SHARED: the chart's ReadWriteMany
+    volume is mounted at the same path in every pod, so the chart sets it (and no credentials)."""
+    docs = manifests(render_files(chart, {}))
+    claims = set()
+    for name, spec in pod_specs(docs).items():
+        (container,) = spec["containers"]
+        env, mounts = env_of(container), {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        assert mounts[env["AGENTML_ARTIFACTS"]["value"]] == "artifacts", name
+        assert env["AGENTML_ARTIFACTS_SHARED"]["value"] == "true" and "envFrom" not in container, name
+        claims.add({v["name"]: v for v in spec["volumes"]}["artifacts"]["persistentVolumeClaim"]["claimName"])
+    (claim,) = claims
+    pvc = next(d for d in docs if d["kind"] == "PersistentVolumeClaim" and d["metadata"]["name"] == claim)
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    for variable in [n for n in os.environ if n.startswith("AGENTML_")]:
+        monkeypatch.delenv(variable)
+    monkeypatch.setenv("AGENTML_ARTIFACTS_SHARED", env["AGENTML_ARTIFACTS_SHARED"]["value"])
+    monkeypatch.chdir(tmp_path)  # no stray .env file
+    assert Settings().artifacts_shared is True
+
+
 @pytest.mark.parametrize("values", [{}, VALUE_SETS["readme_example"]], ids=["deny_all_default", "readme_example"])
 def test_policies_configmap_loads_with_the_governance_layer(
     chart: helm_python.Chart, values: dict[str, Any], tmp_path: Path

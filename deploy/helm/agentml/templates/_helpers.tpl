@@ -142,6 +142,12 @@ The run store URL reaches Ray pods only when it is PostgreSQL: a SQLite file liv
   value: {{ printf "%s/policies.yaml" (include "agentml.policiesDir" .) | quote }}
 - name: AGENTML_ARTIFACTS
   value: {{ default (include "agentml.artifactsDir" .) .Values.artifacts.uri | quote }}
+{{- if not .Values.artifacts.uri }}
+# The artifacts volume is mounted at the same path in every pod: agentml accepts a folder on a multi-node cluster
+# only when told so (a pod-local folder would break Train/Tune checkpoints on other nodes).
+- name: AGENTML_ARTIFACTS_SHARED
+  value: "true"
+{{- end }}
 {{- with .Values.config.llmModel }}
 - name: AGENTML_LLM_MODEL
   value: {{ . | quote }}
@@ -159,6 +165,8 @@ The run store URL reaches Ray pods only when it is PostgreSQL: a SQLite file liv
 {{- end }}
 {{- end }}
 
+{{- /* The object store's credentials (and endpoint, region) in every pod: the API, the Ray head (job drivers, Tune's
+experiment state) and every worker (Train checkpoints) read and write the same bucket. */}}
 {{- define "agentml.commonEnvFrom" -}}
 {{- with .Values.artifacts.existingSecret }}
 - secretRef:
