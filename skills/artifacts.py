@@ -88,8 +88,8 @@ class ArtifactStore:
         return f"{self._base}/{key_or_uri.lstrip('/')}"
 
     def _ensure_parent(self, path: str) -> None:
-        parent = path.rsplit("/", 1)[0]
-        self._fs.create_dir(parent, recursive=True)
+        if isinstance(self._fs, pafs.LocalFileSystem):  # object stores have no folders (pyarrow would PUT markers)
+            self._fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
 
     def put_bytes(self, key: str, data: bytes) -> str:
         path = self._path(key)

@@ -104,7 +104,7 @@ def _ray_results() -> set[str]:
 def test_train_on_ray_keeps_model_and_checkpoints_in_the_bucket(ray_cluster, s3_server, s3_store):
     before = _ray_results()
     train = Step(id="train", skill="train_xgboost", inputs={"table": Ref(step="q", path="table"), "target": "churn",
-                                                             "num_rounds": 20, "early_stopping_rounds": 0})
+                                                             "num_rounds": 10, "early_stopping_rounds": 0})
     result = _run(_plan(train), s3_store)
     model_uri = result.outputs("train")["model"]["uri"]
     assert model_uri == s3_store.uri(f"{result.id}/train/model.json")
@@ -113,7 +113,7 @@ def test_train_on_ray_keeps_model_and_checkpoints_in_the_bucket(ray_cluster, s3_
     assert {"q/table.parquet", "train/model.json"} <= names
     checkpoints = [n for n in names if n.startswith("train/checkpoints/train-")]
     assert any("/checkpoint_" in n for n in checkpoints), names  # the workers' checkpoints
-    assert any(n.endswith(".json") and "/checkpoint_" not in n for n in checkpoints), names  # Train's run state
+    assert any(n.endswith("/.validate_storage_marker") for n in checkpoints), names  # Train's own run folder
     assert _ray_results() == before
 
 
