@@ -61,9 +61,10 @@ def enforce(sql: str, principal: Principal, policies: Policies, schema: Mapping[
 
     `dialect` is the query's (and its names' case rules'); `write`, when given, the dialect the governed SQL is
     printed in (a warehouse that speaks another one: see governance/transpile.py, which refuses what does not
-    transpile faithfully). `schema` maps each catalog table to {column: type}. Base tables are emitted as `catalog.db.table` when
-    `catalog`/`db` are given (DuckDB defaults to db `main`, PostgreSQL to `public`). `source_db`: the schema the
-    governance wrappers read from when it is not the one queries name (the engine's raw schema).
+    transpile faithfully). `schema` maps each catalog table to {column: type}. Base tables are emitted as
+    `catalog.db.table` when `catalog`/`db` are given (DuckDB defaults to db `main`, PostgreSQL to `public`).
+    `source_db`: the schema the governance wrappers read from when it is not the one queries name (the engine's raw
+    schema).
     """
     for name in (dialect, write or dialect):
         if name not in DIALECTS:

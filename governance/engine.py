@@ -88,7 +88,7 @@ class Engine:
 
     @property
     def _connection(self) -> duckdb.DuckDBPyConnection:
-        return self.warehouse.connection  # type: ignore[attr-defined,no-any-return]
+        return self.warehouse.connection  # type: ignore[attr-defined]
 
     @property
     def _raw(self) -> str:

@@ -137,18 +137,25 @@ class Access:
     registry: Registry
 
 
-def _warehouse(path: Path | None, settings: Settings) -> Path:
-    path = path or settings.warehouse
-    if path is None:
+def _warehouse(given: str | None, settings: Settings) -> str:
+    """The warehouse path or URL to open; paths must exist, URLs must have a supported scheme."""
+    from governance import AgentmlError
+    from governance.warehouses import check_source, is_url
+
+    source = given or settings.warehouse
+    if source is None:
         raise CliError(EXIT_INPUT, "no warehouse given",
-                       "pass --warehouse PATH (a DuckDB file or a folder of Parquet/CSV files), set "
-                       "AGENTML_WAREHOUSE, or try `agentml demo`")
-    if not path.exists():
-        raise CliError(EXIT_INPUT, f"warehouse {path} does not exist", "check the path given to --warehouse")
-    return path
+                       "pass --warehouse PATH (a DuckDB file or a folder of Parquet/CSV files) or URL "
+                       "(postgresql://...), set AGENTML_WAREHOUSE, or try `agentml demo`")
+    try:
+        check_source(source)
+    except AgentmlError as exc:
+        hint = "check the path given to --warehouse" if not is_url(source) else exc.hint
+        raise CliError(EXIT_INPUT, exc.message, hint) from None
+    return source
 
 
-def _local_engine(warehouse: Path, user: str | None, roles: list[str], attrs: dict[str, Any],
+def _local_engine(warehouse: str, user: str | None, roles: list[str], attrs: dict[str, Any],
                   audit: Path | None) -> tuple[Engine, Principal]:
     """Local single-user mode: every table of the warehouse visible to the local user, said on stderr."""
     from governance import Engine, Policies, Principal
@@ -161,7 +168,7 @@ def _local_engine(warehouse: Path, user: str | None, roles: list[str], attrs: di
     return engine, principal
 
 
-def open_access(warehouse: Path, policies: Path | None, user: str | None, roles: list[str],
+def open_access(warehouse: str, policies: Path | None, user: str | None, roles: list[str],
                 attrs: dict[str, Any], audit: Path | None = None, *, settings: Settings) -> Access:
     """The engine with the given policies, or local single-user mode (everything visible) without them.
     Raises a policy-violation CliError when the principal may see no table at all."""
@@ -231,7 +238,9 @@ def preview_text(plan: Plan, access: Access) -> str:
 Users = Annotated[str | None, typer.Option("--user", help="who is asking (default: your login)")]
 Roles = Annotated[list[str] | None, typer.Option("--role", help="a role to act in (repeatable)")]
 Attrs = Annotated[list[str] | None, typer.Option("--attr", help="principal attribute KEY=VALUE (repeatable)")]
-WarehouseOpt = Annotated[Path | None, typer.Option("--warehouse", help="DuckDB file or folder of Parquet/CSV files")]
+WarehouseOpt = Annotated[str | None, typer.Option(
+    "--warehouse", help="DuckDB file, folder of Parquet/CSV files, or postgresql://user:pw@host/db (queries run in "
+                        "PostgreSQL); AGENTML_WAREHOUSE keeps a password off the command line")]
 PoliciesOpt = Annotated[Path | None, typer.Option("--policies", help="policies YAML (none: local single-user mode)")]
 TargetOpt = Annotated[str | None, typer.Option("--target", help="column to predict (overrides the prompt)")]
 
@@ -449,7 +458,7 @@ def demo(as_: Annotated[str, typer.Option("--as", help="analyst (no PII, one reg
                   "with synthetic customer_id, name, email, region; [bold]billing is synthetic; it carries a planted "
                   "signal[/] (see service/demo.py)")
         user, roles, attrs = DEMO_PRINCIPALS[as_]
-        access = open_access(wh.root, wh.policies, user, roles, attrs, audit=_audit_path(out / as_),
+        access = open_access(str(wh.root), wh.policies, user, roles, attrs, audit=_audit_path(out / as_),
                              settings=Settings())
         err.print(f"Running as {user} (roles {roles}, attributes {attrs}): \"{DEMO_PROMPT}\"")
         _plan_and_run(DEMO_PROMPT, access, out / as_, iterations=iterations, yes=True,

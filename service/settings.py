@@ -36,7 +36,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AGENTML_", env_file=".env", extra="ignore",
                                       populate_by_name=True)
 
-    warehouse: Path | None = Field(default=None, description="DuckDB file, or folder of Parquet/CSV files")
+    warehouse: str | None = Field(default=None, description="DuckDB file, folder of Parquet/CSV files, or warehouse "
+                                                            "URL (postgresql://user:pw@host/db; snowflake://, "
+                                                            "bigquery://, databricks://)")
     policies: Path | None = Field(default=None, description="policies YAML; unset = local single-user mode")
     run_store_url: str = Field(default="sqlite:///agentml-runs.db", description="SQLAlchemy URL of the run store")
     ray_address: str | None = Field(

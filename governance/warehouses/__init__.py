@@ -9,7 +9,11 @@ from typing import Any
 
 from governance.errors import GovernanceError
 from governance.warehouses.base import (
-    Warehouse, WarehouseUnavailable, has_secret, redact_url, url_scheme,
+    Warehouse,
+    WarehouseUnavailable,
+    has_secret,
+    redact_url,
+    url_scheme,
 )
 from governance.warehouses.embedded import EmbeddedDuckDB, sanitize_error
 

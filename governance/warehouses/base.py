@@ -116,7 +116,7 @@ class Warehouse(ABC):
         """Make schema `name` hold one view per entry (table name -> governed SQL). Names are content hashes, so a
         wall that exists already holds exactly these views."""
 
-    def drop_wall(self, name: str) -> None:
+    def drop_wall(self, name: str) -> None:  # noqa: B027 - optional hook: a shared warehouse keeps its walls
         """Forget a wall this process made (a shared warehouse keeps it: other processes may use it)."""
 
     @abstractmethod
@@ -128,5 +128,5 @@ class Warehouse(ABC):
         raise GovernanceError(f"cannot register table {name!r} in a {self.dialect} warehouse",
                               hint="Load tables into the warehouse itself; register() is for the embedded DuckDB.")
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

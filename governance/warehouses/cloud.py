@@ -201,7 +201,8 @@ class BigQueryWarehouse(Warehouse):
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
         self._url = url
-        self.catalog_name, self.source_db = parts.hostname or "", parts.path.strip("/")
+        self.project, self.source_db = parts.hostname or "", parts.path.strip("/")
+        self.catalog_name = self.project
         try:
             from google.api_core import exceptions
             from google.cloud import bigquery
@@ -212,7 +213,7 @@ class BigQueryWarehouse(Warehouse):
         self._client = bigquery.Client(project=self.catalog_name)
         rows = self._client.query(
             f"SELECT table_name, column_name, data_type FROM "
-            f"{_backtick(self.catalog_name)}.{_backtick(self.source_db)}.INFORMATION_SCHEMA.COLUMNS "
+            f"{_backtick(self.project)}.{_backtick(self.source_db)}.INFORMATION_SCHEMA.COLUMNS "
             "ORDER BY table_name, ordinal_position").result()
         self._schema: dict[str, dict[str, str]] = {}
         for table, column, typ in rows:
@@ -235,7 +236,7 @@ class BigQueryWarehouse(Warehouse):
     def create_wall(self, name: str, views: Mapping[str, str]) -> None:
         self._client.create_dataset(f"{self.catalog_name}.{name}", exists_ok=True)
         for table, governed in views.items():
-            self._client.query(f"CREATE OR REPLACE VIEW {_backtick(self.catalog_name)}.{_backtick(name)}."
+            self._client.query(f"CREATE OR REPLACE VIEW {_backtick(self.project)}.{_backtick(name)}."
                                f"{_backtick(table)} AS {governed}").result()
 
     def sanitize(self, error: BaseException) -> GovernanceError:

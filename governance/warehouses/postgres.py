@@ -31,7 +31,13 @@ import pyarrow as pa
 
 from governance.errors import GovernanceError, QueryError
 from governance.warehouses.base import (
-    Warehouse, WarehouseUnavailable, compile_error, missing_driver, quote_ident, redact_url, runtime_error,
+    Warehouse,
+    WarehouseUnavailable,
+    compile_error,
+    missing_driver,
+    quote_ident,
+    redact_url,
+    runtime_error,
 )
 
 # PostgreSQL type (by OID) -> (DuckDB-style type name the planner understands, Arrow type).
@@ -251,8 +257,9 @@ def _batch(rows: list[tuple[Any, ...]], names: list[str], types: list[pa.DataTyp
 
 def _pg_type(arrow: pa.DataType) -> str:
     checks = ((pa.types.is_boolean, "boolean"), (pa.types.is_int64, "bigint"), (pa.types.is_uint32, "bigint"),
-              (pa.types.is_integer, "integer"), (pa.types.is_float32, "real"), (pa.types.is_floating, "double precision"),
-              (pa.types.is_decimal, "numeric"), (pa.types.is_date, "date"), (pa.types.is_binary, "bytea"))
+              (pa.types.is_integer, "integer"), (pa.types.is_float32, "real"),
+              (pa.types.is_floating, "double precision"), (pa.types.is_decimal, "numeric"),
+              (pa.types.is_date, "date"), (pa.types.is_binary, "bytea"))
     if pa.types.is_timestamp(arrow):
         return "timestamptz" if arrow.tz else "timestamp"
     return next((name for check, name in checks if check(arrow)), "text")

@@ -36,8 +36,9 @@ def audit_path(settings: Settings) -> Path | None:
 
 def job_config(settings: Settings, store_url: str) -> JobConfig:
     """Where a Ray job finds the run's store, data, policies, artifacts and audit log (absolute paths)."""
-    def absolute(path: Path | None) -> str | None:
-        return str(path.resolve()) if path is not None else None
+    def absolute(path: str | Path | None) -> str | None:
+        return str(Path(path).resolve()) if path is not None and "://" not in str(path) else \
+            (str(path) if path is not None else None)
 
     artifacts = settings.artifacts if "://" in settings.artifacts else str(Path(settings.artifacts).resolve())
     return JobConfig(store_url=store_url, warehouse=absolute(settings.warehouse), artifacts=artifacts,
