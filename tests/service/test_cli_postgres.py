@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
@@ -26,6 +27,11 @@ def demo_pg(tmp_path_factory: pytest.TempPathFactory, new_pg_database) -> Iterat
     with new_pg_database("agentml_demo") as url:
         for name in ("customers", "billing"):
             copy_arrow_table(url, name, pq.read_table(demo.root / f"{name}.parquet"))
+        with psycopg.connect(url, autocommit=True) as conn:
+            # The features skill computes related-table features as correlated subqueries: DuckDB decorrelates them,
+            # PostgreSQL runs one per row, which needs an index on the key (measured: >600 s without, 0.6 s with).
+            conn.execute("CREATE INDEX ON billing (customer_id)")
+            conn.execute("ANALYZE billing")
         yield demo, url
 
 
