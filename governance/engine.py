@@ -30,6 +30,7 @@ from governance.enforce import enforce
 from governance.errors import GovernanceError, PolicyViolation
 from governance.policies import Policies
 from governance.principal import Principal
+from governance.shards import Shard
 
 CATALOG, DB = "memory", "main"
 REWRITE_CACHE_SIZE = 512
@@ -223,16 +224,20 @@ class Engine:
         return self._rewrites_for is not None and self._rewrites_for[0] is policies \
             and self._rewrites_for[1] is schema
 
-    def query(self, sql: str, principal: Principal) -> pa.Table:
-        """Run `sql` as `principal` and return the rows they may see. Every call is audited."""
+    def query(self, sql: str, principal: Principal, *, shard: Shard | None = None) -> pa.Table:
+        """Run `sql` as `principal` and return the rows they may see (only `shard`'s part of them when given: see
+        `governance.shards`). Every call is audited."""
         def record(verdict: Verdict, **details: Any) -> None:
-            self.audit.append(user=principal.user, roles=principal.roles, sql=sql, verdict=verdict, **details)
+            self.audit.append(user=principal.user, roles=principal.roles, sql=sql, verdict=verdict,
+                              detail={"shard": str(shard)} if shard is not None else None, **details)
 
         try:
             rewritten = self.rewrite(sql, principal)
         except GovernanceError as err:
             record("denied", reason=err.message)
             raise
+        if shard is not None:
+            rewritten = shard.wrap(rewritten, "duckdb")
         try:
             result = self._run(rewritten, principal)
         except duckdb.Error as err:
