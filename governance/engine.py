@@ -28,6 +28,7 @@ from governance.errors import GovernanceError, PolicyViolation, QueryError
 from governance.policies import Policies
 from governance.principal import Principal
 from governance.schema import GovernedSchema
+from governance.shards import Shard
 from governance.warehouses import EmbeddedDuckDB, Warehouse, open_warehouse, sanitize_error
 from governance.warehouses.base import quote_ident
 
@@ -128,16 +129,20 @@ class Engine:
         return self._rewrites_for is not None and self._rewrites_for[0] is policies \
             and self._rewrites_for[1] is schema
 
-    def query(self, sql: str, principal: Principal) -> pa.Table:
-        """Run `sql` as `principal` and return the rows they may see. Every call is audited."""
+    def query(self, sql: str, principal: Principal, *, shard: Shard | None = None) -> pa.Table:
+        """Run `sql` as `principal` and return the rows they may see (only `shard`'s part of them when given: see
+        `governance.shards`). Every call is audited."""
         def record(verdict: Verdict, **details: Any) -> None:
-            self.audit.append(user=principal.user, roles=principal.roles, sql=sql, verdict=verdict, **details)
+            self.audit.append(user=principal.user, roles=principal.roles, sql=sql, verdict=verdict,
+                              detail={"shard": str(shard)} if shard is not None else None, **details)
 
         try:
             rewritten = self.rewrite(sql, principal)
         except GovernanceError as err:
             record("denied", reason=err.message)
             raise
+        if shard is not None:
+            rewritten = shard.wrap(rewritten, self.dialect)
         try:
             result = self._run(rewritten, principal)
         except self.warehouse.errors as err:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from skills.artifacts import ArtifactStore
 
@@ -27,6 +27,10 @@ class RuntimeSettings(BaseModel):
     use_gpu: bool | Literal["auto"] = "auto"
     seed: int = 0
     max_rows: int | None = None
+    # A governed result above this many rows is read by Ray tasks in shards (at most `max_read_shards` of them, each
+    # about this size), straight from the warehouse into Parquet parts; a smaller one is read in one piece.
+    rows_per_shard: int = Field(default=250_000, ge=1)
+    max_read_shards: int = Field(default=64, ge=1)
 
 
 class Progress(BaseModel):
