@@ -1,10 +1,14 @@
-"""The embedded warehouse: a locked-down in-memory DuckDB holding tables loaded admin-side through Arrow.
+"""The embedded warehouse: a locked-down in-memory DuckDB over the warehouse's files, plus tables registered
+admin-side through Arrow.
 
 Raw tables live in a schema of their own whose (random) name no accepted query may use; principals' walls are
-schemas of governed views. Defence in depth: external access off (no files, URLs, ATTACH, COPY, extension installs),
-extension autoload/autoinstall off, Python replacement scans off, and the configuration locked so none of that can be
-switched back on. `from_path` copies a DuckDB file's tables or a folder of Parquet/CSV files into memory (the whole
-warehouse sits in this process: fine for a laptop, not for a big warehouse; use a server warehouse then).
+schemas of governed views. `from_path` does not copy data: a Parquet file becomes a raw view over `read_parquet`, a
+DuckDB file is attached read-only (under a random name) and each of its tables becomes a raw view; DuckDB streams
+them at query time, so no process holds a whole table unless a query asks for one. (CSV files are small by nature
+and copied in once, with Arrow's type inference.) Defence in depth: external access is switched off as soon as the
+files are opened, with DuckDB's `allowed_paths` naming exactly those files (no other file, URL, ATTACH, COPY or
+extension install), extension autoload/autoinstall off, Python replacement scans off, and the configuration locked
+so none of that can be switched back on.
 """
 from __future__ import annotations
 
@@ -36,7 +40,6 @@ Source: TypeAlias = "pa.Table | str | tuple[str, str]"
 
 def _lockdown_config(memory_limit: str, threads: int) -> dict[str, Any]:
     return {
-        "enable_external_access": False,
         "autoload_known_extensions": False,
         "autoinstall_known_extensions": False,
         "allow_community_extensions": False,
@@ -47,11 +50,20 @@ def _lockdown_config(memory_limit: str, threads: int) -> dict[str, Any]:
     }
 
 
-def _locked_connection(memory_limit: str, threads: int) -> duckdb.DuckDBPyConnection:
-    connection = duckdb.connect(":memory:", config=_lockdown_config(memory_limit, threads))
+def _connection(memory_limit: str, threads: int, files: list[str]) -> duckdb.DuckDBPyConnection:
+    """A connection that may read exactly `files` (none: no file at all), still unlocked (see `_lock_down`)."""
+    config = _lockdown_config(memory_limit, threads)
+    if not files:
+        return duckdb.connect(":memory:", config={**config, "enable_external_access": False})
+    connection = duckdb.connect(":memory:", config=config)
+    connection.execute("SET allowed_paths = ?", [files])
+    return connection
+
+
+def _lock_down(connection: duckdb.DuckDBPyConnection) -> None:
+    connection.execute("SET enable_external_access = false")
     connection.execute("SET allow_extension_repositories = 'forbidden'")
     connection.execute("SET lock_configuration = true")
-    return connection
 
 
 def sanitize_error(error: Exception) -> QueryError:
@@ -97,37 +109,71 @@ def to_arrow(source: Any) -> pa.Table:
 
 
 class EmbeddedDuckDB(Warehouse):
-    """Tables held in a locked-down in-memory DuckDB. Picklable: it rebuilds from its registered sources."""
+    """A locked-down in-memory DuckDB over file-backed tables (`files`: name -> a Parquet path, or (DuckDB file,
+    table)) and tables registered through Arrow. Picklable: it rebuilds from its sources (files are re-opened, not
+    copied)."""
 
     dialect = "duckdb"
     catalog_name = CATALOG
     errors = (duckdb.Error,)
 
-    def __init__(self, memory_limit: str = "2GB", threads: int = 2) -> None:
+    def __init__(self, memory_limit: str = "2GB", threads: int = 2,
+                 files: Mapping[str, str | tuple[str, str]] | None = None) -> None:
         self.memory_limit, self.threads = memory_limit, threads
         self._sources: dict[str, Source] = {}
         self._schema: dict[str, dict[str, str]] = {}
         self._lock = threading.RLock()
-        self.connection = _locked_connection(memory_limit, threads)
+        self._attached: dict[str, str] = {}  # DuckDB file -> the random name it is attached under
+        files = dict(files or {})
+        paths = sorted({f if isinstance(f, str) else f[0] for f in files.values()})
+        self.connection = _connection(memory_limit, threads, paths)
         # Raw tables live here; the name is random per engine so that not even a query that bypassed the rewrite
         # could guess it.
         self.source_db = f"raw_{secrets.token_hex(8)}"
         self.connection.execute(f"CREATE SCHEMA {self.source_db}")
+        try:
+            self._open_files(files)
+        finally:
+            _lock_down(self.connection)
+
+    def _open_files(self, files: Mapping[str, str | tuple[str, str]]) -> None:
+        """A raw view per file-backed table: over read_parquet, or over a DuckDB file attached read-only."""
+        attached = self._attached
+        for name, source in files.items():
+            if isinstance(source, str):
+                reader = f"read_parquet({_literal(source)})"
+            else:
+                database, table = source
+                if database not in attached:
+                    attached[database] = f"src_{secrets.token_hex(8)}"
+                    self.connection.execute(f"ATTACH {_literal(database)} AS {attached[database]} (READ_ONLY)")
+                reader = f"{attached[database]}.main.{quote_ident(table)}"
+            self.connection.execute(f"CREATE VIEW {self.source_db}.{quote_ident(name)} AS SELECT * FROM {reader}")
+            self._remember(name, source)
 
     @classmethod
     def from_path(cls, path: str | Path, **limits: Any) -> EmbeddedDuckDB:
         """A DuckDB database file (its `main` tables) or a folder of .parquet/.csv files (one table per file)."""
         path = Path(path).resolve()
-        warehouse = cls(**limits)
+        files: dict[str, str | tuple[str, str]] = {}
+        csvs: list[Path] = []
         if path.is_dir():
             for file in sorted(p for p in path.iterdir() if p.suffix.lower() in _FILE_SUFFIXES):
-                warehouse.register(file.stem, file)
+                if not _TABLE_NAME.fullmatch(file.stem):
+                    raise GovernanceError(f"invalid table name {file.stem!r} (from {file.name})",
+                                          hint="Name warehouse files with letters, digits and underscores.")
+                if _FILE_SUFFIXES[file.suffix.lower()] == "parquet":
+                    files[file.stem] = str(file)
+                else:
+                    csvs.append(file)
         elif path.is_file():
-            for table in _duckdb_tables(str(path)):
-                warehouse.load(table, _read_duckdb_table(str(path), table), (str(path), table))
+            files = {table: (str(path), table) for table in _duckdb_tables(str(path))}
         else:
             raise GovernanceError(f"warehouse {path} does not exist",
                                   hint="Pass a DuckDB file, a folder of Parquet/CSV files or a postgresql:// URL.")
+        warehouse = cls(files=files, **limits)
+        for file in csvs:
+            warehouse.register(file.stem, file)
         return warehouse
 
     def register(self, name: str, source: Any) -> None:
@@ -147,6 +193,11 @@ class EmbeddedDuckDB(Warehouse):
                                         f"SELECT * FROM {quote_ident(staging)}")
             finally:
                 self.connection.unregister(staging)
+            self._remember(name, source)
+
+    def _remember(self, name: str, source: Source) -> None:
+        """Record a raw table's columns and where it came from (to rebuild a pickled copy)."""
+        with self._lock:
             columns = {col: typ for col, typ, *_ in
                        self.connection.execute(f"DESCRIBE {self.source_db}.{quote_ident(name)}").fetchall()}
             # Copy-on-write: concurrent queries keep reading the mapping they started with.
@@ -172,9 +223,14 @@ class EmbeddedDuckDB(Warehouse):
             cursor.close()
 
     def estimate_rows(self, table: str) -> int | None:
+        source = self._sources.get(table)
+        if isinstance(source, str) and _is_file_backed(source):
+            return int(pq.ParquetFile(source).metadata.num_rows)  # the footer: no rows read
+        database, schema, name = (self._attached[source[0]], "main", source[1]) if isinstance(source, tuple) \
+            else (CATALOG, self.source_db, table)
         row = self.connection.cursor().execute(
-            "SELECT estimated_size FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
-            [self.source_db, table]).fetchone()
+            "SELECT estimated_size FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? "
+            "AND table_name = ?", [database, schema, name]).fetchone()
         return int(row[0]) if row and row[0] is not None else None
 
     def create_wall(self, name: str, views: Mapping[str, str]) -> None:
@@ -200,9 +256,22 @@ class EmbeddedDuckDB(Warehouse):
         return f"EmbeddedDuckDB(tables={list(self._schema)})"
 
 
+def _is_file_backed(source: Source) -> bool:
+    """A Parquet path or a (DuckDB file, table): opened in place, never copied."""
+    return isinstance(source, tuple) or (isinstance(source, str) and
+                                         _FILE_SUFFIXES.get(Path(source).suffix.lower()) == "parquet")
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 def _rebuild(memory_limit: str, threads: int,
              sources: Iterable[tuple[str, Source]] | Mapping[str, Source]) -> EmbeddedDuckDB:
-    warehouse = EmbeddedDuckDB(memory_limit, threads)
-    for name, source in (sources.items() if isinstance(sources, Mapping) else sources):
-        warehouse.load(name, to_arrow(source), source)
+    items = list(sources.items() if isinstance(sources, Mapping) else sources)
+    files = {name: source for name, source in items if isinstance(source, str | tuple) and _is_file_backed(source)}
+    warehouse = EmbeddedDuckDB(memory_limit, threads, files=files)
+    for name, source in items:
+        if not _is_file_backed(source):
+            warehouse.load(name, to_arrow(source), source)
     return warehouse
