@@ -135,6 +135,8 @@ class RunDetail(RunSummary):
     result: dict[str, Any] = Field(default_factory=dict)
     job: JobView | None = None
     links: Links
+    settings: dict[str, Any] | None = Field(default=None, description="what the run runs with: workers, CPUs per "
+                                            "worker, GPUs (the request's `compute` over the server's settings)")
 
 
 class RunList(BaseModel):
