@@ -41,7 +41,9 @@ class ComputeLimitError(AgentmlError):
 
 
 def _gpu(value: str | bool) -> GpuChoice:
-    return value if isinstance(value, bool) or value == "auto" else value == "true"
+    if isinstance(value, bool):
+        return value
+    return "auto" if value == "auto" else value == "true"
 
 
 def _within(name: str, value: int, limit: int, setting: str) -> int:

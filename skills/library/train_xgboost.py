@@ -3,8 +3,8 @@
 With `ctx.settings.compute == "ray"` (the executor started Ray) training runs on Ray Train's XGBoostTrainer: workers
 read their dataset shards, checkpoint every N rounds into the artifact store and a restarted worker group resumes from
 the last checkpoint (FailureConfig). GPUs follow `settings.use_gpu` and the cluster (see
-`boosting.compute.scaling_for`): xgboost then trains with `device=cuda`. With `compute == "local"` the same parameters, split, early stopping and metrics run
-through plain xgboost.train.
+`boosting.compute.scaling_for`): xgboost then trains with `device=cuda`. With `compute == "local"` the same
+parameters, split, early stopping and metrics run through plain xgboost.train.
 """
 from __future__ import annotations
 
