@@ -151,7 +151,7 @@ def ray_train(X: np.ndarray, y: np.ndarray, rounds: int, devices: list[str]) -> 
             assert params["device"] == device, (params, compute)
             for n, key in ((1, f"{device}-startup"), (rounds, device)):
                 job = BoostJob(params, "classification", "y", prep.features, prep.categories, n, patience=0,
-                               every=report_every(n), checkpoint=False)
+                               every=report_every(n))  # fit_ray reads the booster from its checkpoint
                 start = time.perf_counter()
                 fit = fit_ray(prep, job, compute, storage)
                 out[key] = (time.perf_counter() - start, float(fit.history["auc"][-1]))
