@@ -15,6 +15,7 @@ from governance import GovernanceError, load_policies
 from service.api.auth import TokenTable
 from service.api.errors import ApiError
 from service.api.runner import LocalRunner, RayJobRunner, Runner
+from service.compute import runtime_settings
 from service.settings import Settings
 from skills.artifacts import ArtifactStore
 from skills.registry import Registry, load_registry
@@ -66,6 +67,7 @@ class Services:
     """The API's long-lived parts. `engine` waits for the warehouse to load (503 when it cannot)."""
 
     def __init__(self, settings: Settings, *, registry: Registry | None = None) -> None:
+        runtime_settings(settings)  # the server's own compute defaults within its limits, or no start
         self.settings = settings
         self.tokens = TokenTable.load(settings.tokens_file, local_roles=policy_roles(settings.policies))
         self.store = RunStore(settings.run_store_url)
