@@ -7,7 +7,8 @@ same store, runs it, and writes status, steps and events back there. So the stor
 the submitter may die and come back at any time: the job keeps running and keeps writing.
 
 Where the data, policies and artifacts are travels on the entrypoint's command line (no secrets there); the run store
-URL, which may hold a password, travels in the job's environment (`AGENTML_RUN_STORE_URL`).
+URL, which may hold a password, travels in the job's environment (`AGENTML_RUN_STORE_URL`), and so does a warehouse URL
+with a password (`AGENTML_WAREHOUSE`).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from executor.errors import ExecutionError
 from executor.run import run_stored
 from executor.store import RunStore
 from governance import Engine, Policies, load_policies
+from governance.warehouses import has_secret
 from skills.artifacts import ArtifactStore
 from skills.registry import Registry
 from skills.runs import RunResult
@@ -34,6 +36,7 @@ from skills.runs import RunResult
 log = logging.getLogger("agentml.jobs")
 
 STORE_URL_ENV = "AGENTML_RUN_STORE_URL"
+WAREHOUSE_ENV = "AGENTML_WAREHOUSE"  # a warehouse URL with a password travels here, never on a command line
 JOB_PREFIX = "agentml-"
 JobState = Literal["PENDING", "RUNNING", "STOPPED", "SUCCEEDED", "FAILED"]
 FINISHED_JOB = frozenset({"STOPPED", "SUCCEEDED", "FAILED"})
@@ -50,7 +53,8 @@ def open_engine(warehouse: str | Path | None, policies: str | Path | None, *, ro
     """
     if warehouse is None:
         raise ExecutionError("no warehouse is configured", field="warehouse",
-                             hint="set AGENTML_WAREHOUSE to a DuckDB file or a folder of Parquet/CSV files")
+                             hint="set AGENTML_WAREHOUSE to a DuckDB file, a folder of Parquet/CSV files or a "
+                                  "postgresql:// URL")
     if policies is not None:
         return Engine.from_warehouse(warehouse, load_policies(policies), audit=audit, threads=threads)
     engine = Engine.from_warehouse(warehouse, Policies.allow_all([], roles), audit=audit, threads=threads)
@@ -78,15 +82,23 @@ class JobConfig:
         import shlex
 
         parts = ["python", "-m", self.module, "run", "--run-id", run_id, "--artifacts", self.artifacts]
-        for flag, value in (("--warehouse", self.warehouse), ("--policies", self.policies), ("--audit", self.audit)):
+        warehouse = None if self._secret_warehouse else self.warehouse
+        for flag, value in (("--warehouse", warehouse), ("--policies", self.policies), ("--audit", self.audit)):
             if value is not None:
                 parts += [flag, value]
         parts += ["--artifacts-shared"] if self.artifacts_shared else []
         return " ".join(shlex.quote(p) for p in [*parts, *extra])
 
+    @property
+    def _secret_warehouse(self) -> bool:
+        return self.warehouse is not None and has_secret(self.warehouse)
+
     def runtime_env(self) -> dict[str, Any]:
-        """The job's runtime_env: the store URL and the extra variables, in its environment."""
-        return {"env_vars": {STORE_URL_ENV: self.store_url, "LITELLM_LOCAL_MODEL_COST_MAP": "True", **self.env}}
+        """The job's runtime_env: the store URL (and a warehouse URL with a password) and the extra variables, in its
+        environment."""
+        secrets = {WAREHOUSE_ENV: self.warehouse} if self._secret_warehouse and self.warehouse else {}
+        return {"env_vars": {STORE_URL_ENV: self.store_url, "LITELLM_LOCAL_MODEL_COST_MAP": "True", **secrets,
+                             **self.env}}
 
 
 @dataclass(frozen=True)
@@ -212,7 +224,8 @@ def job_parser(prog: str = "python -m service.jobs", description: str | None = N
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run a run recorded in the run store (the Ray job's entrypoint)")
     run.add_argument("--run-id", required=True)
-    run.add_argument("--warehouse", required=True, help="DuckDB file or folder of Parquet/CSV files")
+    run.add_argument("--warehouse", help=f"DuckDB file, folder of Parquet/CSV files or warehouse URL (default: "
+                                         f"${WAREHOUSE_ENV}, where a URL with a password travels)")
     run.add_argument("--artifacts", required=True, help="artifact store root (folder or URI)")
     run.add_argument("--artifacts-shared", action="store_true",
                      help="the artifacts folder is mounted at the same path on every Ray node")
@@ -235,7 +248,7 @@ def _stop_on_sigterm(cancel: threading.Event) -> None:
 AfterRun = Callable[[RunResult, Engine, ArtifactStore], None]
 
 
-def run_job(run_id: str, store: RunStore, *, registry: Registry, warehouse: str, artifacts: str,
+def run_job(run_id: str, store: RunStore, *, registry: Registry, warehouse: str | None, artifacts: str,
             policies: str | None = None, audit: str | None = None, cancel: threading.Event | None = None,
             after: AfterRun | None = None, artifacts_shared: bool = False) -> RunResult:
     """Run the stored run `run_id` in this process, as its recorded principal, writing everything to `store`;
@@ -273,9 +286,10 @@ def main(argv: Sequence[str] | None = None, *, registry: Registry, parser: argpa
     _stop_on_sigterm(cancel)
     store = RunStore(url)
     try:
-        result = run_job(args.run_id, store, registry=registry, warehouse=args.warehouse, artifacts=args.artifacts,
-                         artifacts_shared=args.artifacts_shared, policies=args.policies, audit=args.audit,
-                         cancel=cancel, after=after(args, store) if after is not None else None)
+        result = run_job(args.run_id, store, registry=registry, warehouse=args.warehouse or os.environ.get(
+                             WAREHOUSE_ENV), artifacts=args.artifacts, artifacts_shared=args.artifacts_shared,
+                         policies=args.policies, audit=args.audit, cancel=cancel,
+                         after=after(args, store) if after is not None else None)
     except ExecutionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

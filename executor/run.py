@@ -22,6 +22,7 @@ from executor.resolve import check_plan, resolve_inputs
 from executor.steps import StepJob, StepOutcome, failure
 from executor.store import RunStore, utcnow
 from skills.context import Progress, RuntimeSettings
+from skills.errors import SkillError
 from skills.plan import Plan, Step
 from skills.registry import Registry, SkillSpec
 from skills.runs import FINISHED_RUN, RunEvent, RunResult, RunStatus, StepStatus
@@ -154,15 +155,21 @@ class Execution:
 
 
 def _open_run(store: RunStore, plan: Plan, principal: Principal, backend: str, run_id: str | None,
-              prompt: str) -> str:
-    """A run id in state running: the caller's queued run (API, Ray job), or a new one."""
+              prompt: str, settings: RuntimeSettings | None) -> tuple[str, RuntimeSettings]:
+    """A run id in state running: the caller's queued run (API, Ray job), or a new one; and the settings it runs
+    with: `settings` when given, else those recorded with the queued run (the API's `compute`), else defaults. The
+    record keeps what the run runs with."""
     if run_id is not None and store.has_run(run_id):
-        status = store.get_run(run_id).status
-        if status in FINISHED_RUN:
-            raise ExecutionError(f"run {run_id!r} already finished ({status})", hint="start a new run")
-        store.update_run(run_id, status="running", backend=backend, owner=current_owner())
-        return run_id
-    return store.create_run(plan, principal, prompt=prompt, backend=backend, run_id=run_id, status="running")
+        record = store.get_run(run_id)
+        if record.status in FINISHED_RUN:
+            raise ExecutionError(f"run {run_id!r} already finished ({record.status})", hint="start a new run")
+        chosen = settings or RuntimeSettings.model_validate(record.settings or {})
+        store.update_run(run_id, status="running", backend=backend, owner=current_owner(),
+                         settings=chosen.model_dump(mode="json"))
+        return run_id, chosen
+    chosen = settings or RuntimeSettings()
+    return store.create_run(plan, principal, prompt=prompt, backend=backend, run_id=run_id, status="running",
+                            settings=chosen.model_dump(mode="json")), chosen
 
 
 def _backend(name: str, settings: RuntimeSettings, specs: dict[str, SkillSpec],
@@ -176,8 +183,20 @@ def _backend(name: str, settings: RuntimeSettings, specs: dict[str, SkillSpec],
     # enough CPUs for the training workers plus the task that drives them
     ensure_ray(ray_address, num_cpus=max(2, settings.num_workers * settings.cpus_per_worker + 1))
     check_cluster_storage(artifacts)  # steps and training may run on any node: every node must read the artifacts
+    _check_gpus(settings)
     ray_settings = settings.model_copy(update={"compute": "ray"})
     return (RayBackend() if name == "ray" else LocalBackend()), ray_settings
+
+
+def _check_gpus(settings: RuntimeSettings) -> None:
+    """use_gpu=true on a cluster that has no GPU and cannot add one: refused before any step reads data."""
+    import ray
+
+    if settings.use_gpu is True:
+        try:
+            settings.gpu_for(ray.cluster_resources())
+        except SkillError as exc:
+            raise ExecutionError(exc.message, field="use_gpu", hint=exc.hint) from None
 
 
 def run_plan(plan: Plan, principal: Principal, *, engine: Engine, backend: BackendName = "local",
@@ -189,12 +208,13 @@ def run_plan(plan: Plan, principal: Principal, *, engine: Engine, backend: Backe
     Step failures do not raise: they are in the result (`status`, `failed_step`, each step's error and hint; call
     `raise_for_status()` to turn them into an ExecutionError). A plan that cannot run at all (unknown skill or step,
     cycle) raises ExecutionError before any step starts, after recording the run as failed. `store` defaults to an
-    in-memory SQLite store; `run_id` may name a run created earlier (queued by the API) to run it.
+    in-memory SQLite store; `run_id` may name a run created earlier (queued by the API) to run it. `settings`
+    (workers, CPUs, GPUs) default to those recorded with that queued run, else to RuntimeSettings(); the run's
+    record keeps them. use_gpu=true on a cluster that can never get a GPU fails the run before any step.
     """
     store = store or RunStore()
-    settings = settings or RuntimeSettings()
     cancel = cancel or threading.Event()
-    run_id = _open_run(store, plan, principal, backend, run_id, prompt)
+    run_id, settings = _open_run(store, plan, principal, backend, run_id, prompt, settings)
     recorder = Recorder(store, run_id, on_progress)
     try:
         order, specs = check_plan(plan, registry)

@@ -28,11 +28,13 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.pool import StaticPool
 
 from executor.errors import ExecutionError, RunNotFound
@@ -62,7 +64,10 @@ runs = Table(
     Column("job_id", String(200)),
     Column("owner", String(300)),
     Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("settings", JSON),  # the RuntimeSettings the run runs with (workers, CPUs, GPUs), None: defaults
 )
+# Columns added after the first release: a store created before them gets them at open (nullable, no default).
+ADDED_COLUMNS = (runs.c.settings,)
 
 steps = Table(
     "steps", metadata,
@@ -94,7 +99,7 @@ events = Table(
 )
 
 _STEP_FIELDS = ("status", "started", "finished", "outputs", "error", "hint", "error_type", "traceback")
-_RUN_FIELDS = ("status", "result", "error", "hint", "backend", "job_id", "owner", "cancel_requested")
+_RUN_FIELDS = ("status", "result", "error", "hint", "backend", "job_id", "owner", "cancel_requested", "settings")
 
 
 def utcnow() -> datetime:
@@ -144,6 +149,21 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _add_missing_columns(engine: Engine) -> None:
+    """ALTER TABLE ... ADD COLUMN for each of ADDED_COLUMNS an older store lacks (another process may add it at
+    the same moment: its duplicate-column error is fine)."""
+    for column in ADDED_COLUMNS:
+        if column.name in {c["name"] for c in inspect(engine).get_columns(column.table.name)}:
+            continue
+        kind = column.type.compile(dialect=engine.dialect)
+        try:
+            with engine.begin() as conn:
+                conn.execute(text(f'ALTER TABLE {column.table.name} ADD COLUMN "{column.name}" {kind}'))
+        except (OperationalError, ProgrammingError):
+            if column.name not in {c["name"] for c in inspect(engine).get_columns(column.table.name)}:
+                raise
+
+
 def _principal_json(principal: Principal | None) -> dict[str, Any]:
     if principal is None:
         return {}
@@ -161,6 +181,7 @@ class RunStore:
         self._lock = threading.Lock()  # serialises this process's writers (SQLite allows one at a time anyway)
         self._shared_connection = isinstance(self.engine.pool, StaticPool)
         metadata.create_all(self.engine)
+        _add_missing_columns(self.engine)
 
     def __repr__(self) -> str:
         return f"RunStore({self.engine.url.render_as_string(hide_password=True)!r})"
@@ -185,14 +206,16 @@ class RunStore:
 
     # ---- runs -------------------------------------------------------------------------------------------------
     def create_run(self, plan: Plan, principal: Principal | None, *, prompt: str = "", backend: str = "local",
-                   run_id: str | None = None, status: RunStatus = "queued") -> str:
-        """Record a new run of `plan` (every step pending) owned by this process; returns its id."""
+                   run_id: str | None = None, status: RunStatus = "queued",
+                   settings: dict[str, Any] | None = None) -> str:
+        """Record a new run of `plan` (every step pending) owned by this process; returns its id. `settings`: the
+        RuntimeSettings (JSON) it is to run with, read back by whoever runs it (a Ray job)."""
         run_id = run_id or uuid4().hex[:16]
         now = utcnow()
         row = {"id": run_id, "user": getattr(principal, "user", None) or "unknown", "status": status,
                "created": now, "updated": now, "plan": plan.model_dump(mode="json"), "prompt": prompt,
                "principal": _principal_json(principal), "result": {}, "backend": backend,
-               "owner": current_owner(), "cancel_requested": False}
+               "owner": current_owner(), "cancel_requested": False, "settings": settings}
         first = {s.id: (i, s) for i, s in reversed(list(enumerate(plan.steps)))}  # a bad plan may repeat an id
         step_rows = [{"run_id": run_id, "step_id": sid, "position": i, "skill": s.skill, "status": "pending"}
                      for sid, (i, s) in sorted(first.items(), key=lambda kv: kv[1][0])]
@@ -211,7 +234,7 @@ class RunStore:
             return conn.execute(select(runs.c.id).where(runs.c.id == run_id)).first() is not None
 
     def update_run(self, run_id: str, **fields: Any) -> None:
-        """Set some of status, result, error, hint, backend, job_id, owner (unknown names are an error)."""
+        """Set some of status, result, error, hint, backend, job_id, owner, settings (unknown names are an error)."""
         unknown = set(fields) - set(_RUN_FIELDS)
         if unknown:
             raise ExecutionError(f"runs have no field(s) {sorted(unknown)}", hint=f"fields: {', '.join(_RUN_FIELDS)}")
@@ -261,7 +284,7 @@ class RunStore:
     @staticmethod
     def _run_result(row: Any, step_results: list[StepResult]) -> RunResult:
         fields = {k: row[k] for k in ("id", "user", "status", "plan", "prompt", "principal", "backend", "job_id",
-                                      "owner", "error", "hint", "result", "cancel_requested")}
+                                      "owner", "error", "hint", "result", "cancel_requested", "settings")}
         return RunResult(**fields, created=_utc(row["created"]), updated=_utc(row["updated"]),
                          steps={s.id: s for s in step_results})
 

@@ -13,9 +13,11 @@ from governance.errors import AgentmlError, Category, GovernanceError, PolicyLoa
 from governance.policies import MaskRule, Policies, RowFilter, TablePolicy, load_policies, policies_from_dict
 from governance.principal import Principal
 from governance.rules import duplicate_names
+from governance.shards import Shard
 
 __all__ = [
     "AgentmlError", "AuditLog", "AuditRecord", "Category", "Engine", "GovernanceError", "MaskRule", "Policies",
-    "PolicyLoadError", "PolicyViolation", "Principal", "QueryError", "RowFilter", "TablePolicy", "duplicate_names",
+    "PolicyLoadError", "PolicyViolation", "Principal", "QueryError", "RowFilter", "Shard", "TablePolicy",
+    "duplicate_names",
     "enforce", "load_policies", "policies_from_dict",
 ]

@@ -47,8 +47,11 @@ class AuditLog:
                rewritten: str | None = None, verdict: Verdict, reason: str = "", rows: int | None = None,
                action: Action = "query", detail: dict[str, Any] | None = None) -> AuditRecord:
         """Record one decision and return it."""
-        record = AuditRecord(user=user, roles=list(roles), sql=sql, rewritten=rewritten, verdict=verdict,
-                             reason=reason, rows=rows, action=action, detail=detail or {})
+        return self.add(AuditRecord(user=user, roles=list(roles), sql=sql, rewritten=rewritten, verdict=verdict,
+                                    reason=reason, rows=rows, action=action, detail=detail or {}))
+
+    def add(self, record: AuditRecord) -> AuditRecord:
+        """Keep a record made elsewhere (e.g. by a Ray task's copy of the engine, handed back to the driver)."""
         with self._lock:
             if self.path is None:
                 self._memory.append(record)

@@ -12,8 +12,9 @@ from governance.policies import Policies
 from governance.principal import Principal
 from governance.rules import RULES
 from governance.schema import GovernedSchema
+from governance.transpile import render
 
-DIALECTS = ("duckdb", "snowflake", "postgres", "bigquery", "trino")
+DIALECTS = ("duckdb", "snowflake", "postgres", "bigquery", "trino", "databricks")
 
 
 def _without_comments(sql: str, dialect: str) -> str:
@@ -54,16 +55,20 @@ def govern(expression: exp.Expr, principal: Principal, policies: Policies,
 
 
 def enforce(sql: str, principal: Principal, policies: Policies, schema: Mapping[str, Mapping[str, str]],
-            dialect: str = "duckdb", *, catalog: str | None = None, db: str | None = None,
-            source_db: str | None = None) -> str:
+            dialect: str = "duckdb", *, write: str | None = None, catalog: str | None = None,
+            db: str | None = None, source_db: str | None = None) -> str:
     """Rewrite `sql` so it reads only what `principal` may see, or raise PolicyViolation.
 
-    `schema` maps each catalog table to {column: type}. Base tables are emitted as `catalog.db.table` when
-    `catalog`/`db` are given (DuckDB defaults to db `main`, PostgreSQL to `public`). `source_db`: the schema the
-    governance wrappers read from when it is not the one queries name (the engine's raw schema).
+    `dialect` is the query's (and its names' case rules'); `write`, when given, the dialect the governed SQL is
+    printed in (a warehouse that speaks another one: see governance/transpile.py, which refuses what does not
+    transpile faithfully). `schema` maps each catalog table to {column: type}. Base tables are emitted as
+    `catalog.db.table` when `catalog`/`db` are given (DuckDB defaults to db `main`, PostgreSQL to `public`).
+    `source_db`: the schema the governance wrappers read from when it is not the one queries name (the engine's raw
+    schema).
     """
-    if dialect not in DIALECTS:
-        raise PolicyViolation(f"unsupported dialect {dialect!r}", kind="dialect", hint=f"Use one of {DIALECTS}.")
+    for name in (dialect, write or dialect):
+        if name not in DIALECTS:
+            raise PolicyViolation(f"unsupported dialect {name!r}", kind="dialect", hint=f"Use one of {DIALECTS}.")
     governed_schema = GovernedSchema(schema, policies, dialect, catalog=catalog, db=db, source_db=source_db)
     expression = govern(parse_query(sql, dialect), principal, policies, governed_schema)
-    return expression.sql(dialect=dialect, comments=False)
+    return render(expression, dialect, write or dialect)

@@ -61,3 +61,7 @@ class PolicyViolation(GovernanceError):
 
 class PolicyLoadError(GovernanceError):
     """A policy file is invalid; the message names the file and the entry, e.g. `tables.x.row_filters[0].using`."""
+
+
+class QueryError(GovernanceError):
+    """A governed query was allowed but failed in the database; the message carries no data values."""

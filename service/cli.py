@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
 
 import typer
 from rich.console import Console
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from executor import RunEvent
     from governance import Category, Engine, Principal
     from service.session import SessionResult
+    from skills.context import RuntimeSettings
     from skills.plan import Plan
     from skills.registry import Registry
 
@@ -137,18 +138,25 @@ class Access:
     registry: Registry
 
 
-def _warehouse(path: Path | None, settings: Settings) -> Path:
-    path = path or settings.warehouse
-    if path is None:
+def _warehouse(given: str | None, settings: Settings) -> str:
+    """The warehouse path or URL to open; paths must exist, URLs must have a supported scheme."""
+    from governance import AgentmlError
+    from governance.warehouses import check_source, is_url
+
+    source = given or settings.warehouse
+    if source is None:
         raise CliError(EXIT_INPUT, "no warehouse given",
-                       "pass --warehouse PATH (a DuckDB file or a folder of Parquet/CSV files), set "
-                       "AGENTML_WAREHOUSE, or try `agentml demo`")
-    if not path.exists():
-        raise CliError(EXIT_INPUT, f"warehouse {path} does not exist", "check the path given to --warehouse")
-    return path
+                       "pass --warehouse PATH (a DuckDB file or a folder of Parquet/CSV files) or URL "
+                       "(postgresql://...), set AGENTML_WAREHOUSE, or try `agentml demo`")
+    try:
+        check_source(source)
+    except AgentmlError as exc:
+        hint = "check the path given to --warehouse" if not is_url(source) else exc.hint
+        raise CliError(EXIT_INPUT, exc.message, hint) from None
+    return source
 
 
-def _local_engine(warehouse: Path, user: str | None, roles: list[str], attrs: dict[str, Any],
+def _local_engine(warehouse: str, user: str | None, roles: list[str], attrs: dict[str, Any],
                   audit: Path | None) -> tuple[Engine, Principal]:
     """Local single-user mode: every table of the warehouse visible to the local user, said on stderr."""
     from governance import Engine, Policies, Principal
@@ -161,7 +169,7 @@ def _local_engine(warehouse: Path, user: str | None, roles: list[str], attrs: di
     return engine, principal
 
 
-def open_access(warehouse: Path, policies: Path | None, user: str | None, roles: list[str],
+def open_access(warehouse: str, policies: Path | None, user: str | None, roles: list[str],
                 attrs: dict[str, Any], audit: Path | None = None, *, settings: Settings) -> Access:
     """The engine with the given policies, or local single-user mode (everything visible) without them.
     Raises a policy-violation CliError when the principal may see no table at all."""
@@ -231,9 +239,25 @@ def preview_text(plan: Plan, access: Access) -> str:
 Users = Annotated[str | None, typer.Option("--user", help="who is asking (default: your login)")]
 Roles = Annotated[list[str] | None, typer.Option("--role", help="a role to act in (repeatable)")]
 Attrs = Annotated[list[str] | None, typer.Option("--attr", help="principal attribute KEY=VALUE (repeatable)")]
-WarehouseOpt = Annotated[Path | None, typer.Option("--warehouse", help="DuckDB file or folder of Parquet/CSV files")]
+WarehouseOpt = Annotated[str | None, typer.Option(
+    "--warehouse", help="DuckDB file, folder of Parquet/CSV files, or postgresql://user:pw@host/db (queries run in "
+                        "PostgreSQL); AGENTML_WAREHOUSE keeps a password off the command line")]
 PoliciesOpt = Annotated[Path | None, typer.Option("--policies", help="policies YAML (none: local single-user mode)")]
 TargetOpt = Annotated[str | None, typer.Option("--target", help="column to predict (overrides the prompt)")]
+WorkersOpt = Annotated[int | None, typer.Option("--workers", min=1, help="Ray Train workers per training run or "
+                                                "Tune trial (default: AGENTML_NUM_WORKERS, 1)")]
+CpusOpt = Annotated[int | None, typer.Option("--cpus-per-worker", min=1,
+                                             help="CPUs of each worker (default: AGENTML_CPUS_PER_WORKER, 1)")]
+GpuOpt = Annotated[Literal["auto", "true", "false"] | None,
+                   typer.Option("--gpu", help="train on GPUs: auto (when the cluster has or can add them), true, false "
+                                              "(default: AGENTML_USE_GPU, auto)")]
+
+
+def _runtime(settings: Settings, workers: int | None, cpus: int | None, gpu: str | None) -> RuntimeSettings:
+    """The compute options over the settings (`service.compute.runtime_settings`, as the API does)."""
+    from service.compute import ComputeChoice, runtime_settings
+
+    return runtime_settings(settings, ComputeChoice(workers=workers, cpus_per_worker=cpus, gpu=gpu))
 
 
 @app.command()
@@ -330,19 +354,20 @@ def _stores(out: Path, settings: Settings) -> tuple[Any, Any]:
 
 
 def execute(the_plan: Plan, access: Access, out: Path, *, iterations: int, budget_rounds: int | None,
-            notes: str = "") -> SessionResult:
+            notes: str = "", runtime: RuntimeSettings | None = None) -> SessionResult:
     """Run the session (the plan, the OODA loop, the final report) with a progress display; write the outputs to
-    `out`."""
+    `out`. `runtime`: workers, CPUs and GPUs (default: the settings' own, `service.compute.runtime_settings`)."""
     from planner import Budget
     from planner.ooda import LoopConfig
+    from service.compute import runtime_settings
     from service.session import SessionEnv, run_session, write_outputs
-    from skills.context import RuntimeSettings
 
     settings = access.settings
+    runtime = runtime or runtime_settings(settings)
     artifacts, store = _stores(out, settings)
     budget = Budget(max_boosting_rounds=budget_rounds) if budget_rounds else None
     with RunDisplay(err) as display:
-        env = SessionEnv(access.principal, access.engine, artifacts, store, access.registry, RuntimeSettings(), display,
+        env = SessionEnv(access.principal, access.engine, artifacts, store, access.registry, runtime, display,
                          ray_address=settings.ray_address)
         result = run_session(the_plan, env, catalog=access.catalog, iterations=iterations, budget=budget,
                              config=LoopConfig(llm_model=settings.llm_model, llm_timeout_s=settings.llm_timeout_s,
@@ -391,12 +416,14 @@ def _check_result(result: SessionResult, out: Path) -> None:
 
 
 def _plan_and_run(prompt: str, access: Access, out: Path, *, target: str | None = None, iterations: int,
-                  budget_rounds: int | None = None, yes: bool, notes: str = "") -> None:
+                  budget_rounds: int | None = None, yes: bool, notes: str = "",
+                  runtime: RuntimeSettings | None = None) -> None:
     """Plan, preview (stderr), confirm, run with the OODA loop, print the summary; exit 3/4 if a step failed."""
     the_plan = make_plan(prompt, access, target, budget_rounds)
     err.print(escape(preview_text(the_plan, access)), soft_wrap=True)
     _confirm(yes)
-    result = execute(the_plan, access, out, iterations=iterations, budget_rounds=budget_rounds, notes=notes)
+    result = execute(the_plan, access, out, iterations=iterations, budget_rounds=budget_rounds, notes=notes,
+                     runtime=runtime)
     print_summary(result, out, out_console)
     _check_result(result, out)
 
@@ -409,14 +436,16 @@ def run(prompt: Annotated[str, typer.Argument(help="what you want, in plain lang
         iterations: Annotated[int, typer.Option("--iterations", min=0, help="OODA iterations (0: none)")] = 2,
         budget_rounds: Annotated[int | None, typer.Option("--budget-rounds", min=1,
                                                           help="most boosting rounds per plan")] = None,
-        yes: Annotated[bool, typer.Option("--yes", "-y", help="run without asking")] = False) -> None:
+        yes: Annotated[bool, typer.Option("--yes", "-y", help="run without asking")] = False,
+        workers: WorkersOpt = None, cpus_per_worker: CpusOpt = None, gpu: GpuOpt = None) -> None:
     """Plan PROMPT, preview it, run it, improve the model in the OODA loop, and write the outputs to --out."""
     with _user_errors():
         settings = Settings()
+        runtime = _runtime(settings, workers, cpus_per_worker, gpu)
         access = open_access(_warehouse(warehouse, settings), policies or settings.policies, user, role or [],
                              parse_attributes(attr or []), audit=_audit_path(out), settings=settings)
         _plan_and_run(prompt, access, out, target=target, iterations=iterations, budget_rounds=budget_rounds,
-                      yes=yes)
+                      yes=yes, runtime=runtime)
 
 
 def _audit_path(out: Path) -> Path:
@@ -437,11 +466,14 @@ DEMO_PRINCIPALS: dict[str, tuple[str, list[str], dict[str, Any]]] = {
 def demo(as_: Annotated[str, typer.Option("--as", help="analyst (no PII, one region) or admin")] = "analyst",
          out: Annotated[Path, typer.Option("--out", help="folder for the warehouse and the outputs")] = Path(
              "demo-out"),
-         iterations: Annotated[int, typer.Option("--iterations", min=0, help="OODA iterations")] = 2) -> None:
+         iterations: Annotated[int, typer.Option("--iterations", min=0, help="OODA iterations")] = 2,
+         workers: WorkersOpt = None, cpus_per_worker: CpusOpt = None, gpu: GpuOpt = None) -> None:
     """Build the demo warehouse (real IBM telco churn + synthetic billing) and run the churn story end to end."""
     from service.demo import DEMO_PROMPT, build_warehouse
 
     with _user_errors():
+        settings = Settings()
+        runtime = _runtime(settings, workers, cpus_per_worker, gpu)
         if as_ not in DEMO_PRINCIPALS:
             raise CliError(EXIT_INPUT, f"unknown demo principal {as_!r}", "use --as analyst or --as admin")
         started = time.monotonic()
@@ -450,12 +482,12 @@ def demo(as_: Annotated[str, typer.Option("--as", help="analyst (no PII, one reg
                   "with synthetic customer_id, name, email, region; [bold]billing is synthetic; it carries a planted "
                   "signal[/] (see service/demo.py)")
         user, roles, attrs = DEMO_PRINCIPALS[as_]
-        access = open_access(wh.root, wh.policies, user, roles, attrs, audit=_audit_path(out / as_),
-                             settings=Settings())
+        access = open_access(str(wh.root), wh.policies, user, roles, attrs, audit=_audit_path(out / as_),
+                             settings=settings)
         err.print(f"Running as {user} (roles {roles}, attributes {attrs}): \"{DEMO_PROMPT}\"")
         _plan_and_run(DEMO_PROMPT, access, out / as_, iterations=iterations, yes=True,
                       notes="Demo data: customers is real (IBM telco churn); billing is synthetic and carries "
-                            "planted signals (see service/demo.py).")
+                            "planted signals (see service/demo.py).", runtime=runtime)
         out_console.print(f"Demo finished in {time.monotonic() - started:.0f}s. billing is synthetic; it carries a "
                           "planted signal.")
 

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -260,12 +260,23 @@ def run_session(plan: Plan, env: SessionEnv, *, iterations: int, run_id: str | N
                           config=config, notes=notes, started=started)
 
 
+def _with_run_settings(env: SessionEnv, first: RunResult) -> SessionEnv:
+    """The session's settings: the caller's, else those recorded with its first run (the API's `compute` travels
+    in the run record to the in-process runner and to a Ray job), so the OODA runs use the same workers and GPUs."""
+    if env.settings is not None or not first.settings:
+        return env
+    from skills.context import RuntimeSettings
+
+    return replace(env, settings=RuntimeSettings.model_validate(first.settings))
+
+
 def finish_session(env: SessionEnv, first: RunResult, plan: Plan, *, iterations: int,
                    catalog: Mapping[str, Mapping[str, str]] | None = None, budget: Budget | None = None,
                    config: LoopConfig | None = None, notes: str = "", started: float | None = None) -> SessionResult:
     """After the first run `first` of `plan`: the OODA loop (when asked for and the run succeeded), the final report
     over the latest model (when one was trained), and the summary kept in the first run's record."""
     started = time.monotonic() if started is None else started
+    env = _with_run_settings(env, first)
     if first.status != "succeeded" or env.cancelled:
         summary = summarize(plan, first, None, elapsed=time.monotonic() - started)
         store_summary(env, first, summary)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,7 +37,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AGENTML_", env_file=".env", extra="ignore",
                                       populate_by_name=True)
 
-    warehouse: Path | None = Field(default=None, description="DuckDB file, or folder of Parquet/CSV files")
+    warehouse: str | None = Field(default=None, description="DuckDB file, folder of Parquet/CSV files, or warehouse "
+                                                            "URL (postgresql://user:pw@host/db; snowflake://, "
+                                                            "bigquery://, databricks://)")
     policies: Path | None = Field(default=None, description="policies YAML; unset = local single-user mode")
     run_store_url: str = Field(default="sqlite:///agentml-runs.db", description="SQLAlchemy URL of the run store")
     ray_address: str | None = Field(
@@ -60,3 +63,13 @@ class Settings(BaseSettings):
                                    "that are not masked, denied or PII-like; off: names and error statistics only")
     tokens_file: Path | None = Field(default=None, description="API bearer tokens -> principals (YAML)")
     max_concurrent_runs: int = Field(default=2, ge=1, description="runs the API executes at once in its process")
+    num_workers: int = Field(default=1, ge=1, description="Ray Train workers per training run or Tune trial")
+    cpus_per_worker: int = Field(default=1, ge=1, description="CPUs of each training worker (xgboost threads)")
+    use_gpu: bool | Literal["auto"] = Field(
+        default="auto", description="auto: GPUs when the cluster has them or can add GPU nodes; true: always "
+                                    "(refused on a cluster that can never get one); false: never")
+    gpu_autoscaling: bool = Field(default=False, description="the cluster adds GPU nodes on demand (a KubeRay GPU "
+                                  "group that scales from zero; the Helm chart sets it when it renders one)")
+    max_workers: int = Field(default=8, ge=1, description="most workers a run may ask for (API `compute`, CLI; "
+                             "service.compute.runtime_settings holds every run to it)")
+    max_cpus_per_worker: int = Field(default=64, ge=1, description="most CPUs per worker a run may ask for")

@@ -62,6 +62,7 @@ class RunResult(BaseModel):
     hint: str | None = None
     result: dict[str, Any] = Field(default_factory=dict)
     steps: dict[str, StepResult] = Field(default_factory=dict)
+    settings: dict[str, Any] | None = Field(default=None, description="the RuntimeSettings the run ran with")
 
     @property
     def run_id(self) -> str:

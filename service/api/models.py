@@ -10,6 +10,7 @@ from executor import RunEvent, RunStatus, StepStatus
 from governance import AuditRecord
 from planner.budget import Budget
 from planner.preview import Preview
+from service.compute import ComputeChoice
 from skills.plan import Plan
 
 # printable text only: NUL and other control characters cannot be stored in PostgreSQL text and mean nothing here
@@ -50,6 +51,8 @@ class RunRequest(_In):
     budget: Budget | None = None
     planner: PlannerName = "auto"
     iterations: int = Field(default=0, ge=0, le=5, description="OODA iterations after the run")
+    compute: ComputeChoice | None = Field(default=None, description="training workers, CPUs per worker and GPUs "
+                                          "for this run (unset: the server's settings); kept with the run")
 
     @model_validator(mode="after")
     def _one_source(self) -> RunRequest:
@@ -132,6 +135,8 @@ class RunDetail(RunSummary):
     result: dict[str, Any] = Field(default_factory=dict)
     job: JobView | None = None
     links: Links
+    settings: dict[str, Any] | None = Field(default=None, description="what the run runs with: workers, CPUs per "
+                                            "worker, GPUs (the request's `compute` over the server's settings)")
 
 
 class RunList(BaseModel):

@@ -15,6 +15,7 @@ from governance import GovernanceError, load_policies
 from service.api.auth import TokenTable
 from service.api.errors import ApiError
 from service.api.runner import LocalRunner, RayJobRunner, Runner
+from service.compute import runtime_settings
 from service.settings import Settings
 from skills.artifacts import ArtifactStore
 from skills.registry import Registry, load_registry
@@ -36,8 +37,9 @@ def audit_path(settings: Settings) -> Path | None:
 
 def job_config(settings: Settings, store_url: str) -> JobConfig:
     """Where a Ray job finds the run's store, data, policies, artifacts and audit log (absolute paths)."""
-    def absolute(path: Path | None) -> str | None:
-        return str(path.resolve()) if path is not None else None
+    def absolute(path: str | Path | None) -> str | None:
+        return str(Path(path).resolve()) if path is not None and "://" not in str(path) else \
+            (str(path) if path is not None else None)
 
     artifacts = settings.artifacts if "://" in settings.artifacts else str(Path(settings.artifacts).resolve())
     return JobConfig(store_url=store_url, warehouse=absolute(settings.warehouse), artifacts=artifacts,
@@ -66,6 +68,7 @@ class Services:
     """The API's long-lived parts. `engine` waits for the warehouse to load (503 when it cannot)."""
 
     def __init__(self, settings: Settings, *, registry: Registry | None = None) -> None:
+        runtime_settings(settings)  # the server's own compute defaults within its limits, or no start
         self.settings = settings
         self.tokens = TokenTable.load(settings.tokens_file, local_roles=policy_roles(settings.policies))
         self.store = RunStore(settings.run_store_url)

@@ -89,4 +89,4 @@ def detail(run: RunResult, job: JobInfo | None) -> RunDetail:
     job_view = JobView(id=job.job_id, status=job.status, message=job.message) if job is not None else None
     return RunDetail(**summary(run).model_dump(), plan=Plan.model_validate(run.plan),
                      steps=[step_view(s) for s in run.steps.values()], result=run.result, job=job_view,
-                     links=links(run.id))
+                     links=links(run.id), settings=run.settings)

@@ -31,9 +31,9 @@ from skills.feature_specs import (
     TrendSpec,
     WindowSpec,
 )
-from skills.library.query import save_table
+from skills.library.query import save_governed
 from skills.registry import skill
-from skills.sql import DIALECT, Reads, cap_rows, merge_reads, parse_sql, sql_reads
+from skills.sql import DIALECT, Reads, merge_reads, parse_sql, sql_reads
 from skills.types import TableArtifact
 
 BASE = "__base"  # CTE holding the base query
@@ -362,10 +362,10 @@ def features(ctx: SkillContext, inp: FeaturesInput) -> FeaturesOutput:
     compiled = compile_features(inp.base_sql, inp.key, inp.specs, inp.cutoff, list(base),
                                 _one_hot_levels(ctx, inp.base_sql, inp.specs))
     ctx.progress(f"computing {len(compiled.features)} features in one governed query", done=0, unit="rows")
-    table = ctx.sql(cap_rows(compiled.expression, ctx.settings.max_rows).sql(dialect=DIALECT))
-    artifact = save_table(ctx, table, "features.parquet", _lookup_name(base, inp.key), "features")
-    ctx.progress(f"read {table.num_rows} rows with {len(compiled.features)} features", done=table.num_rows,
-                 total=table.num_rows, unit="rows")
+    artifact = save_governed(ctx, compiled.expression.sql(dialect=DIALECT), name="features",
+                             key=_lookup_name(base, inp.key), skill_name="features")
+    ctx.progress(f"read {artifact.rows} rows with {len(compiled.features)} features", done=artifact.rows,
+                 total=artifact.rows, unit="rows")
     return FeaturesOutput(table=artifact, features=compiled.features)
 
 

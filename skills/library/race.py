@@ -42,16 +42,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from skills.context import SkillContext
 from skills.errors import SkillError
 from skills.frame import build_frame, infer_task
-from skills.library.boosting.compute import require_ray
+from skills.library.boosting.compute import cluster_compute, require_ray
 from skills.library.boosting.data import holdout_split
 from skills.library.boosting.params import mode_of, model_params, primary_metric
 from skills.registry import skill
 from skills.types import TableArtifact, Task
 
 log = logging.getLogger("agentml.skills.race")
-# Two trials at a time: ASHA judges a trial against those that reached its rung first, so the fewer run together,
-# the better informed each rung decision; candidate sets are small (a handful of one-thread trials).
-CONCURRENT_TRIALS = 2
 
 
 class CandidateGroup(BaseModel):
@@ -327,6 +324,14 @@ def _progress(ctx: SkillContext, metric: str) -> Reporter:
     return report
 
 
+def concurrent_trials(ctx: SkillContext) -> int:
+    """Race trials at a time: the one Compute decision for one-CPU, CPU-only trials on this cluster (1 on 2 CPUs,
+    one CPU kept for the driver). ASHA judges a trial against those that reached its rung first, so fewer at a
+    time means better informed rung decisions; more CPUs buy wall time."""
+    one_cpu = ctx.settings.model_copy(update={"num_workers": 1, "cpus_per_worker": 1, "use_gpu": False})
+    return cluster_compute(one_cpu, 1).max_concurrent_trials
+
+
 def _race(ctx: SkillContext, data: _Data, inp: RaceInput, params: dict[str, Any], sign: float) -> list[_Trial]:
     """Ray Tune with the ASHA scheduler: one trial per candidate group, one CPU each, best-so-far as the metric."""
     from ray import tune
@@ -338,7 +343,7 @@ def _race(ctx: SkillContext, data: _Data, inp: RaceInput, params: dict[str, Any]
         tune.with_resources(trainable, {"cpu": 1}),
         param_space={"group": tune.grid_search([g.model_dump() for g in inp.candidates])},
         tune_config=tune.TuneConfig(metric="metric", mode="max" if sign > 0 else "min", scheduler=_scheduler(inp),
-                                    reuse_actors=True, max_concurrent_trials=CONCURRENT_TRIALS),
+                                    reuse_actors=True, max_concurrent_trials=concurrent_trials(ctx)),
         run_config=tune.RunConfig(name=f"race-{uuid.uuid4().hex[:12]}", **storage.run_config(), verbose=0,
                                   callbacks=[_forward_results(_progress(ctx, params["eval_metric"]))]),
     )

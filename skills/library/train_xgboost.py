@@ -2,9 +2,9 @@
 
 With `ctx.settings.compute == "ray"` (the executor started Ray) training runs on Ray Train's XGBoostTrainer: workers
 read their dataset shards, checkpoint every N rounds into the artifact store and a restarted worker group resumes from
-the last checkpoint (FailureConfig). GPUs are used whenever the cluster reports some (see
-`boosting.compute.scaling_for`). With `compute == "local"` the same parameters, split, early stopping and metrics run
-through plain xgboost.train.
+the last checkpoint (FailureConfig). GPUs follow `settings.use_gpu` and the cluster (see
+`boosting.compute.scaling_for`): xgboost then trains with `device=cuda`. With `compute == "local"` the same
+parameters, split, early stopping and metrics run through plain xgboost.train.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from skills.context import SkillContext
-from skills.library.boosting.compute import Compute, cluster_compute, scaling_for
+from skills.library.boosting.compute import Compute, cluster_compute
 from skills.library.boosting.data import VALID, Prepared, prepare
 from skills.library.boosting.params import model_params, xgb_params
 from skills.registry import skill
@@ -65,10 +65,11 @@ def load_prepared(ctx: SkillContext, table: TableArtifact, target: str, task: Ta
 
 
 def compute_for(ctx: SkillContext, num_workers: int | None) -> Compute:
-    """The cluster's compute decision on Ray; in process, the settings alone (no cluster resources to see)."""
+    """The cluster's compute decision on Ray; in process (no cluster to look at), one worker, on a GPU only when
+    the settings say use_gpu=true."""
     if ctx.settings.compute == "ray":
         return cluster_compute(ctx.settings, num_workers)
-    return scaling_for({}, ctx.settings, 1)
+    return Compute(cpus_per_worker=ctx.settings.cpus_per_worker, use_gpu=ctx.settings.use_gpu is True)
 
 
 def progress_sink(ctx: SkillContext) -> Any:

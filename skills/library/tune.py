@@ -3,7 +3,8 @@
 Each trial is a function trainable that reports `ray.tune.report` every N boosting rounds with `rounds` as ASHA's time
 attribute (`Tuner(trainer)` fails on Ray 2.60). Single-worker trials train xgboost directly on arrays shared through
 the object store (`tune.with_parameters`); multi-worker trials create and fit an XGBoostTrainer inside the trial and
-forward its reports with `TuneReportCallback`. Trials ask for a GPU each when the cluster has GPUs.
+forward its reports with `TuneReportCallback`; Tune reuses trial actors only for single-worker trials
+(`Compute.reuse_actors`). Trials ask for a GPU each when GPUs are used (`Compute`, from settings and the cluster).
 
 Three ways a trial ends before `max_rounds`: ASHA stops it at a rung (it ranks in the bottom 2/3 there), it stops
 improving for `early_stopping_rounds`, or a budget runs out: `num_trials`, `max_total_rounds` over all trials (a Tune
@@ -247,7 +248,8 @@ def run_search(ctx: SkillContext, prep: Prepared, inp: TuneInput, compute: Compu
         metric=metric_key(prep.task), mode=mode_of(primary_metric(prep.task)),
         num_samples=inp.num_trials, search_alg=make_searcher(inp.search, seed, inp.num_trials),
         scheduler=make_scheduler(inp.scheduler, inp.max_rounds, job.every),
-        max_concurrent_trials=compute.max_concurrent_trials, time_budget_s=inp.time_budget_s, reuse_actors=True)
+        max_concurrent_trials=compute.max_concurrent_trials, time_budget_s=inp.time_budget_s,
+        reuse_actors=compute.reuse_actors)
     run = tune.RunConfig(name=f"tune-{uuid.uuid4().hex[:12]}", **storage.run_config(), verbose=0,
                          stop=_stopper_class()(inp.max_total_rounds),
                          callbacks=[_progress_callback(ctx, inp.num_trials)])

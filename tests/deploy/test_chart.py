@@ -519,3 +519,29 @@ def test_network_policies_fence_the_ray_pods_and_the_api(chart: helm_python.Char
         "kubernetes.io/metadata.name": "ingress-nginx"}
     off = manifests(render_files(chart, {"networkPolicy": {"enabled": False}}))
     assert not [d for d in off if d["kind"] == "NetworkPolicy"]
+
+
+def test_compute_settings_and_gpu_autoscaling_reach_every_pod(chart: helm_python.Chart,
+                                                              defaults: list[dict[str, Any]]) -> None:
+    for name, spec in pod_specs(defaults).items():  # the API records a run's compute; Ray job drivers read it back
+        env = env_of(spec["containers"][0])
+        assert env["AGENTML_GPU_AUTOSCALING"]["value"] == "true", name  # the GPU group scales from zero
+        assert (env["AGENTML_NUM_WORKERS"]["value"], env["AGENTML_USE_GPU"]["value"]) == ("1", "auto"), name
+    for spec in pod_specs(manifests(render_files(chart, VALUE_SETS["gpu_off"]))).values():
+        assert "AGENTML_GPU_AUTOSCALING" not in env_of(spec["containers"][0])  # use_gpu=true is refused there
+
+
+def test_compute_env_is_what_the_settings_read(chart: helm_python.Chart, monkeypatch: pytest.MonkeyPatch,
+                                               tmp_path: Path) -> None:
+    values = {"config": {"compute": {"numWorkers": 2, "cpusPerWorker": 4, "useGpu": "true", "maxWorkers": 6,
+                                     "maxCpusPerWorker": 8}}}
+    env = env_of(pod_specs(manifests(render_files(chart, values)))["api"]["containers"][0])
+    for name in [n for n in os.environ if n.startswith("AGENTML_")]:
+        monkeypatch.delenv(name)
+    for name in [n for n in env if n.startswith("AGENTML_")]:
+        if "value" in env[name]:
+            monkeypatch.setenv(name, env[name]["value"])
+    monkeypatch.chdir(tmp_path)
+    settings = Settings()
+    assert (settings.num_workers, settings.cpus_per_worker, settings.use_gpu, settings.max_workers,
+            settings.max_cpus_per_worker, settings.gpu_autoscaling) == (2, 4, True, 6, 8, True)

@@ -210,3 +210,16 @@ def make_plan(*steps: tuple[str, str, dict[str, Any]]) -> Plan:
 
 def ref(target: str) -> dict[str, str]:
     return {"$ref": target}
+
+
+class SettingsOut(_Model):
+    num_workers: int
+    cpus_per_worker: int
+    use_gpu: bool | str
+
+
+@skill("settings_probe", registry=REGISTRY)
+def settings_probe(ctx: SkillContext, inp: ProbeIn) -> SettingsOut:
+    """The compute settings this step was given (workers, CPUs, GPUs)."""
+    return SettingsOut(num_workers=ctx.settings.num_workers, cpus_per_worker=ctx.settings.cpus_per_worker,
+                       use_gpu=ctx.settings.use_gpu)

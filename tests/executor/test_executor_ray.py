@@ -118,3 +118,14 @@ def test_ray_init_options(monkeypatch):
     with pytest.raises(ExecutionError, match="dashboard address") as err:
         ray_init_options()
     assert "job" in err.value.hint
+
+
+def test_gpus_asked_for_on_a_cluster_that_can_never_get_one_fail_before_any_step(run):
+    store = RunStore()
+    plan = make_plan(("p", "ray_probe", {}))
+    with pytest.raises(ExecutionError, match="no GPU") as err:
+        run(plan, store=store, settings=RuntimeSettings(use_gpu=True))
+    assert "AGENTML_USE_GPU" in (err.value.hint or "")
+    (record,) = store.list_runs()
+    assert record.status == "failed" and "no GPU" in (record.error or "")
+    assert record.steps["p"].status == "pending"  # nothing ran

@@ -7,6 +7,7 @@ import pytest
 from exec_skills import make_plan, ref
 
 from executor import ExecutionError, RunEvent, RunStore, run_plan, run_stored
+from skills import RuntimeSettings
 
 
 @pytest.fixture
@@ -224,3 +225,36 @@ def test_a_cancel_requested_through_the_store_stops_the_run(run, tmp_path):
     assert [result.steps[s].status for s in "st"] == ["cancelled", "cancelled"]
     assert result.steps["s"].duration_s < 3  # 100 ticks would take 5 s
     assert "cancel_requested" in [e.kind for e in store.events(result.id)]
+
+
+def test_a_queued_runs_compute_travels_in_its_record(engine, artifacts, registry, analyst, tmp_path):
+    # the API records the run's compute; the job (another process: a new store object) reads it back with the run
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    plan = make_plan(("p", "settings_probe", {}))
+    chosen = RuntimeSettings(num_workers=3, cpus_per_worker=2, use_gpu=False)
+    run_id = RunStore(url).create_run(plan, analyst, settings=chosen.model_dump(mode="json"))
+    result = run_stored(run_id, RunStore(url), engine=engine, artifacts=artifacts, registry=registry)
+    assert result.outputs("p") == {"num_workers": 3, "cpus_per_worker": 2, "use_gpu": False}
+    assert result.settings is not None and result.settings["num_workers"] == 3
+
+
+def test_a_run_records_the_settings_it_ran_with(run):
+    store = RunStore()
+    result = run(make_plan(("p", "settings_probe", {})), store=store, settings=RuntimeSettings(num_workers=2))
+    assert result.outputs("p")["num_workers"] == 2 and result.settings is not None
+    assert RuntimeSettings.model_validate(result.settings) == RuntimeSettings(num_workers=2)
+    plain = run(make_plan(("p", "settings_probe", {})), store=store)
+    assert plain.outputs("p")["num_workers"] == 1 and plain.settings == RuntimeSettings().model_dump(mode="json")
+
+
+def test_a_store_from_before_the_settings_column_gets_it(tmp_path, analyst):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    store = RunStore(url)
+    old = store.create_run(make_plan(("a", "add", {"a": 1, "b": 2})), analyst)
+    with store.engine.begin() as conn:  # the schema of a store written before runs had settings
+        conn.exec_driver_sql("ALTER TABLE runs DROP COLUMN settings")
+    store.close()
+    reopened = RunStore(url)
+    assert reopened.get_run(old).settings is None
+    new = reopened.create_run(make_plan(("a", "add", {"a": 1, "b": 2})), analyst, settings={"num_workers": 2})
+    assert reopened.get_run(new).settings == {"num_workers": 2}

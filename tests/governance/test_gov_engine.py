@@ -143,6 +143,35 @@ def test_from_warehouse_folder_and_duckdb_file(tmp_path: Path, gov_policies: Pol
         Engine.from_warehouse(tmp_path / "missing", gov_policies)
 
 
+def test_a_file_warehouse_is_read_in_place_not_copied(tmp_path: Path, gov_policies: Policies) -> None:
+    """Parquet files and DuckDB tables stay on disk: the engine pickles to their paths (a few hundred bytes, however
+    big the tables), its clone answers the same, row counts come from metadata. The files are readable only through
+    governed queries: the rewrite refuses table functions and file paths, and the database may open no other file."""
+    folder = tmp_path / "wh"
+    folder.mkdir()
+    big = pa.table({"id": list(range(200_000)), "region": ["EU", "US"] * 100_000})
+    pq.write_table(big, folder / "customers.parquet")
+    engine = Engine.from_warehouse(folder, gov_policies)
+    analyst = PRINCIPALS["analyst_eu"]
+    counted = engine.query("SELECT count(*) AS n FROM customers", analyst).to_pylist()
+    assert counted == [{"n": 100_000}] and len(pickle.dumps(engine)) < 5_000
+    clone = pickle.loads(pickle.dumps(engine))
+    assert clone.query("SELECT count(*) AS n FROM customers", analyst).to_pylist() == counted
+    assert engine.warehouse.estimate_rows("customers") == 200_000
+    path = folder / "customers.parquet"
+    for sql in (f"SELECT * FROM read_parquet('{path}')", f"SELECT * FROM '{path}'"):
+        with pytest.raises(PolicyViolation):
+            engine.query(sql, analyst)
+    with pytest.raises(duckdb.Error, match="file system operations are disabled"):
+        engine._run("SELECT * FROM read_csv('/etc/hostname')", analyst)  # below the rewrite: no other file
+    database = tmp_path / "wh.duckdb"
+    with duckdb.connect(str(database)) as con:
+        con.execute("CREATE TABLE billing AS SELECT range AS customer_id, 10.0 AS amount, 1 AS month FROM range(5000)")
+    engine = Engine.from_warehouse(database, gov_policies)
+    assert len(pickle.dumps(engine)) < 5_000
+    assert engine.query("SELECT count(*) AS n FROM billing", PRINCIPALS["finance"]).to_pylist() == [{"n": 5000}]
+
+
 def test_pickled_engine_rebuilds_with_same_results(tmp_path: Path, gov_policies: Policies) -> None:
     engine = seeded_engine(gov_policies, audit=tmp_path / "audit.jsonl", memory_limit="512MB", threads=1)
     pq.write_table(tables()["tickets"], tmp_path / "t.parquet")

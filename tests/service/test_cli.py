@@ -236,3 +236,34 @@ def test_the_result_schema_is_published_and_strict(tmp_path: Path) -> None:
         jsonschema.validate({"goal": "x", "metric_value": "high"}, schema)
     unknown = agentml("schema", "plan-of-the-day", cwd=tmp_path)
     assert unknown.returncode == 2 and "use one of: result" in unknown.stderr
+
+
+def test_compute_options_reach_the_run_over_the_settings(demo, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import service.cli
+    from service.session import SessionResult
+    from skills.plan import Plan
+
+    seen = []
+    data_only = Plan(goal=PROMPT, steps=[{"id": "q", "skill": "query", "inputs": {"sql": "SELECT * FROM customers"}}])
+    monkeypatch.setattr(service.cli, "make_plan", lambda *_, **__: data_only)
+
+    def execute(plan: Plan, access: Any, out: Path, **kwargs: Any) -> SessionResult:
+        seen.append(kwargs["runtime"])
+        return SessionResult(first=None, ooda=None, summary={}, plan=plan)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(service.cli, "execute", execute)
+    monkeypatch.setenv("AGENTML_CPUS_PER_WORKER", "3")
+    monkeypatch.setenv("AGENTML_GPU_AUTOSCALING", "true")
+    invoke("run", PROMPT, *as_analyst(demo), "--out", str(tmp_path / "out"), "--yes", "--workers", "2",
+           "--gpu", "false")
+    (runtime,) = seen
+    assert (runtime.num_workers, runtime.cpus_per_worker, runtime.use_gpu, runtime.gpu_autoscaling) == (2, 3, False,
+                                                                                                      True)
+
+
+def test_compute_past_the_limits_exits_2_before_anything_runs(tmp_path: Path) -> None:
+    proc = agentml("run", "anything", "--out", str(tmp_path / "out"), "--workers", "9", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "workers=9 is over the limit of 8 (AGENTML_MAX_WORKERS)" in proc.stderr
+    no_trace(proc)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from skills import RuntimeSettings
+from skills import RuntimeSettings, SkillError
 from skills.artifacts import ArtifactStore
 from skills.library.boosting.compute import scaling_for
 from skills.library.boosting.data import prepare
@@ -32,17 +32,45 @@ def test_auto_uses_gpus_when_the_cluster_reports_them():
     assert compute.max_concurrent_trials == 2  # one trial per GPU, though the CPUs would allow 3
 
 
-@pytest.mark.parametrize(("resources", "use_gpu", "expected"), [
-    (CPU_NODE, "auto", False),  # no GPU reported
-    ({**GPU_NODE, "GPU": 0.0}, "auto", False),
-    (GPU_NODE, False, False),  # turned off by settings
-    (CPU_NODE, True, True),  # forced on: an autoscaler may bring a GPU node up
+NO_GPU = "no GPU and no autoscaler"
+
+
+# The decision table: cluster resources x use_gpu x gpu_autoscaling -> GPUs used, or refused before training.
+@pytest.mark.parametrize(("resources", "use_gpu", "autoscaling", "expected"), [
+    (CPU_NODE, "auto", False, False),  # no GPU and none can come
+    ({**GPU_NODE, "GPU": 0.0}, "auto", False, False),
+    (GPU_NODE, "auto", False, True),  # the cluster has GPUs now
+    (CPU_NODE, "auto", True, True),  # a GPU group scales from zero: asking is what brings a GPU node up
+    (GPU_NODE, False, False, False),  # turned off by settings
+    (CPU_NODE, False, True, False),
+    (GPU_NODE, True, False, True),
+    (CPU_NODE, True, True, True),  # forced on, the autoscaler adds a GPU node
+    (CPU_NODE, True, False, NO_GPU),  # forced on where no GPU can ever come: refused, not waiting forever
+    ({}, True, False, NO_GPU),
 ])
-def test_gpu_decision(resources, use_gpu, expected):
-    compute = scaling_for(resources, RuntimeSettings(use_gpu=use_gpu))
+def test_gpu_decision(resources, use_gpu, autoscaling, expected):
+    settings = RuntimeSettings(use_gpu=use_gpu, gpu_autoscaling=autoscaling)
+    if expected == NO_GPU:
+        with pytest.raises(SkillError, match="no GPU and no autoscaler") as err:
+            scaling_for(resources, settings)
+        assert "AGENTML_USE_GPU" in (err.value.hint or "") and "AGENTML_GPU_AUTOSCALING" in (err.value.hint or "")
+        return
+    compute = scaling_for(resources, settings)
     assert compute.use_gpu is expected
     assert compute.xgb_params()["device"] == ("cuda" if expected else "cpu")
     assert ("GPU" in compute.scaling_config().resources_per_worker) is expected
+    assert compute.scaling_config().use_gpu is expected
+
+
+def test_gpu_workers_from_zero_are_asked_for_one_trial_at_a_time():
+    compute = scaling_for({"CPU": 8.0}, RuntimeSettings(use_gpu="auto", gpu_autoscaling=True), num_workers=2)
+    assert compute.scaling_config().resources_per_worker == {"CPU": 1.0, "GPU": 1.0}
+    assert compute.max_concurrent_trials == 1  # no GPU yet: the CPUs alone would allow 3
+
+
+@pytest.mark.parametrize(("workers", "reuse"), [(1, True), (2, False), (4, False)])
+def test_tune_reuses_trial_actors_only_for_single_worker_trials(workers, reuse):
+    assert scaling_for(CPU_NODE, RuntimeSettings(), workers).reuse_actors is reuse
 
 
 @pytest.mark.parametrize(("resources", "workers", "cpus", "concurrent"), [

@@ -84,3 +84,15 @@ def test_without_ray_the_error_says_how_to_get_it(tmp_path):
                           check=False)
     assert "MESSAGE tune needs a running Ray cluster" in done.stdout, done.stderr[-2000:]
     assert "backend='ray'" in done.stdout
+
+
+def test_every_multi_worker_trial_completes_and_reports(tmp_path, ray_cluster):
+    """2 Ray Train workers per trial, 2 trials one after the other on 2 CPUs: Tune must not reuse a trial's actor
+    (a Train-in-Tune trainable cannot reset its config), so the second trial runs and reports its metric too."""
+    h = make_harness(tmp_path)
+    out = tune(h.ctx, TuneInput(table=h.table(limit=600), num_trials=2, max_rounds=4, search="random",
+                                scheduler="fifo", early_stopping_rounds=0, num_workers=2, **CHURN))
+    assert len(out.trials) == 2
+    for trial in out.trials:
+        assert "error" not in trial, trial.get("error")
+        assert trial["rounds"] == 4 and trial["metric"] is not None and trial["metric"] > 0.6

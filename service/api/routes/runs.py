@@ -26,6 +26,7 @@ from service.api.models import (
 from service.api.planning import check_plan, make_plan
 from service.api.runner import FINISHED
 from service.api.views import detail, links, summaries, summary
+from service.compute import runtime_settings
 from service.results import SessionSummary
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"], responses={
@@ -42,14 +43,16 @@ REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; fram
              responses={409: {"model": ErrorBody}, 503: {"model": ErrorBody, "description": "Ray unavailable"}})
 def create_run(body: RunRequest, user: UserDep, services: ServicesDep) -> RunCreated:
     """Validate the plan (or plan the prompt), record the run as queued and start it; returns at once.
-    The run runs as the caller's principal, whatever the plan or the prompt says."""
+    The run runs as the caller's principal, whatever the plan or the prompt says, with the `compute` it asks for
+    (422 past the server's limits), recorded with the run so that whoever runs it (a Ray job) uses it."""
+    runtime = runtime_settings(services.settings, body.compute)
     if body.plan is not None:
         plan = check_plan(services, user, body.plan, body.budget)
     else:
         plan, _ = make_plan(services, user, body.prompt or "", target=body.target, budget=body.budget,
                             planner=body.planner)
     run_id = services.store.create_run(plan, user.principal, prompt=body.prompt or plan.goal,
-                                       backend=services.runner.name)
+                                       backend=services.runner.name, settings=runtime.model_dump(mode="json"))
     services.runner.submit(run_id, iterations=body.iterations)
     return RunCreated(id=run_id, status="queued", links=links(run_id))
 

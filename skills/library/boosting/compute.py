@@ -52,22 +52,25 @@ class Compute:
             return {"cpu": 0.0, "memory": 1.0}
         return {key.lower(): value for key, value in self.worker_resources().items()}
 
-
-def _wants_gpu(resources: Mapping[str, float], use_gpu: bool | str) -> bool:
-    if use_gpu == "auto":
-        return float(resources.get("GPU", 0.0)) > 0
-    return bool(use_gpu)
+    @property
+    def reuse_actors(self) -> bool:
+        """Whether Tune may reuse a finished trial's actor for the next trial: only for single-worker trials, which
+        train in the actor itself. A trial that drives a Ray Train worker group cannot `reset_config()`, and Tune
+        fails every trial after the first with "Trainable runner reuse requires reset_config()"."""
+        return self.num_workers == 1
 
 
 def scaling_for(resources: Mapping[str, float], settings: RuntimeSettings, num_workers: int | None = None) -> Compute:
     """Workers, CPUs, GPU use and trial concurrency from cluster resources (`ray.cluster_resources()`) and settings.
 
-    GPUs are used when `settings.use_gpu` is True, or "auto" and the cluster reports any. Concurrent Tune trials:
-    what fits in the CPUs (and GPUs) after keeping one CPU for the driver, Tune's controller and Ray Data, at least 1
-    (so 1 on a 2-CPU machine, where Train-in-Tune trials were seen to contend)."""
+    GPUs: `settings.gpu_for(resources)` (false: never; auto: when the cluster has GPUs or can add GPU nodes; true:
+    always, a SkillError when the cluster can never get one). A GPU asked for but not yet there is still requested,
+    so the KubeRay autoscaler adds a GPU node. Concurrent Tune trials: what fits in the CPUs (and GPUs) after keeping
+    one CPU for the driver, Tune's controller and Ray Data, at least 1 (so 1 on a 2-CPU machine, where Train-in-Tune
+    trials were seen to contend, and 1 while GPU nodes are still to come)."""
     workers = max(1, num_workers or settings.num_workers)
     cpus = max(1, settings.cpus_per_worker)
-    gpu = _wants_gpu(resources, settings.use_gpu)
+    gpu = settings.gpu_for(resources)
     by_cpu = int(max(float(resources.get("CPU", 0.0)) - 1.0, 0.0) // (workers * cpus))
     concurrent = min(by_cpu, int(float(resources.get("GPU", 0.0)) // workers)) if gpu else by_cpu
     return Compute(num_workers=workers, cpus_per_worker=cpus, use_gpu=gpu, max_concurrent_trials=max(1, concurrent))

@@ -226,3 +226,24 @@ def test_a_run_without_a_result_document_says_why(api: Api) -> None:
     missing = api.get(f"/v1/runs/{run_id}/result")
     assert missing.status_code == 404 and "has no result document" in missing.json()["error"]["message"]
     api.post(f"/v1/runs/{run_id}/cancel")
+
+
+def test_a_runs_compute_is_checked_and_kept_with_the_run(api_for: Callable[..., Api], tmp_path: Path) -> None:
+    api = api_for(f"sqlite:///{tmp_path / 'runs.db'}", max_workers=4, gpu_autoscaling=True)
+    compute = {"workers": 3, "cpus_per_worker": 2, "gpu": "false"}
+    created = api.post("/v1/runs", json={"plan": quick_plan(), "compute": compute})
+    assert created.status_code == 202, created.text
+    run = api.wait(created.json()["id"])
+    assert run["status"] == "succeeded", run
+    assert {k: run["settings"][k] for k in ("num_workers", "cpus_per_worker", "use_gpu", "gpu_autoscaling")} == {
+        "num_workers": 3, "cpus_per_worker": 2, "use_gpu": False, "gpu_autoscaling": True}
+
+    too_many = api.post("/v1/runs", json={"plan": quick_plan(), "compute": {"workers": 5}})
+    assert too_many.status_code == 422, too_many.text
+    error = too_many.json()["error"]
+    assert error["type"] == "compute_invalid" and "over the limit of 4" in error["message"]
+    assert error["problems"][0]["field"] == "compute.workers" and "AGENTML_MAX_WORKERS" in error["hint"]
+    for bad in ({"workers": 0}, {"gpu": "maybe"}, {"cores": 2}):
+        refused = api.post("/v1/runs", json={"plan": quick_plan(), "compute": bad})
+        assert refused.status_code == 422 and refused.json()["error"]["type"] == "request_invalid", bad
+    assert len(api.get("/v1/runs").json()["runs"]) == 1  # nothing refused was recorded

@@ -152,6 +152,23 @@ The run store URL reaches Ray pods only when it is PostgreSQL: a SQLite file liv
 - name: AGENTML_LLM_MODEL
   value: {{ . | quote }}
 {{- end }}
+{{- with .Values.config.compute }}
+- name: AGENTML_NUM_WORKERS
+  value: {{ .numWorkers | quote }}
+- name: AGENTML_CPUS_PER_WORKER
+  value: {{ .cpusPerWorker | quote }}
+- name: AGENTML_USE_GPU
+  value: {{ .useGpu | quote }}
+- name: AGENTML_MAX_WORKERS
+  value: {{ .maxWorkers | quote }}
+- name: AGENTML_MAX_CPUS_PER_WORKER
+  value: {{ .maxCpusPerWorker | quote }}
+{{- end }}
+{{- /* A GPU group that can scale up: GPUs asked for when none is up yet bring one (KubeRay autoscaler). */}}
+{{- if .Values.ray.gpuWorkers.enabled }}
+- name: AGENTML_GPU_AUTOSCALING
+  value: "true"
+{{- end }}
 {{- include "agentml.rayAuthEnv" . }}
 {{- with .Values.config.extraEnv }}
 {{ toYaml . }}
