@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -143,7 +144,7 @@ def run_each(work: Callable[[D, A], T], load: Callable[[], D], args: Sequence[A]
         data = load()
         out: list[T] = []
         for i, arg in enumerate(args):
-            out.append(_guarded(label, i, lambda a=arg: work(data, a)))  # type: ignore[misc]
+            out.append(_guarded(label, i, partial(work, data, arg)))
             if on_done is not None:
                 on_done(i, out[-1])
         return out
@@ -161,7 +162,7 @@ def _run_on_ray(work: Callable[[D, A], T], load: Callable[[], D], args: Sequence
                 on_done: Callable[[int, T], None] | None) -> list[T]:
     import ray
 
-    task = ray.remote(_call).options(num_cpus=on.cpus)
+    task: Any = ray.remote(_call).options(num_cpus=on.cpus)
     results: dict[int, T] = {}
     pending: dict[Any, int] = {}
     todo = list(enumerate(args))
@@ -172,13 +173,19 @@ def _run_on_ray(work: Callable[[D, A], T], load: Callable[[], D], args: Sequence
                 pending[task.remote(work, load, arg)] = i
             [ready], _ = ray.wait(list(pending), num_returns=1)
             i = pending.pop(ready)
-            results[i] = _guarded(label, i, lambda r=ready: ray.get(r))  # type: ignore[misc]
+            results[i] = _guarded(label, i, partial(_fetch, ready))
             if on_done is not None:
                 on_done(i, results[i])
     finally:
         for ref in pending:  # after a failure, or a step cancelled from on_done: stop what still runs
             ray.cancel(ref)
     return [results[i] for i in range(len(args))]
+
+
+def _fetch(ref: Any) -> Any:
+    import ray
+
+    return ray.get(ref)
 
 
 def task_failed(label: str, exc: BaseException) -> SkillError:
