@@ -29,6 +29,7 @@ D = TypeVar("D")
 A = TypeVar("A")
 T = TypeVar("T")
 BATCH_ROWS = 65_536  # rows per record batch when a task streams its row groups
+SAMPLE_ROWS = 20_000  # the most rows a skill holds in the driver as a sample (explain's SHAP rows, residuals' bins)
 
 
 # ------------------------------------------------------------------------------------------------ stored tables
@@ -80,14 +81,13 @@ class StoredTable:
                 yield pa.Table.from_batches([batch])
 
     def take_sorted(self, columns: Sequence[str], rows: np.ndarray) -> pa.Table:
-        """Rows `rows` (sorted positions) of `columns`, reading one row group at a time."""
+        """Rows `rows` (sorted positions) of `columns`, streaming BATCH_ROWS rows at a time."""
         pieces, offset = [], 0
-        for group in self.row_groups():
-            size = sum(rg.num_rows for rg in group.row_groups)
-            lo, hi = np.searchsorted(rows, [offset, offset + size])
+        for batch in self.batches(columns):
+            lo, hi = np.searchsorted(rows, [offset, offset + batch.num_rows])
             if hi > lo:
-                pieces.append(group.to_table(columns=list(columns)).take(pa.array(rows[lo:hi] - offset)))
-            offset += size
+                pieces.append(batch.take(pa.array(rows[lo:hi] - offset)))
+            offset += batch.num_rows
         return pa.concat_tables(pieces) if pieces else self.schema.empty_table().select(list(columns))
 
     def sample(self, columns: Sequence[str], rows: int, seed: int) -> pa.Table:
