@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from skills.context import SkillContext
 from skills.library.boosting.data import fold_ids, subset
 from skills.library.boosting.params import EVAL_METRICS, model_params, primary_metric
-from skills.library.boosting.tasks import RayTasks, StoredTable, ray_tasks, run_each
+from skills.library.boosting.tasks import RayTasks, StoredTable, ray_tasks, reader, run_each
 from skills.registry import skill
 from skills.types import ModelArtifact, TableArtifact, Task
 
@@ -126,7 +126,7 @@ def fold_scores(data: FoldData, k: int) -> dict[str, float]:
 def run_folds(spec: FoldSpec, load: Callable[[], pa.Table], on: RayTasks | None,
               on_fold: FoldHook | None = None) -> list[dict[str, float]]:
     """Per-fold metrics, fold by fold in this process (`on` None: `load` runs once) or one Ray task per fold
-    (each task calls `load`, which then must read the table itself, e.g. `StoredTable.read`)."""
+    (each task calls `load`, which then must read the table itself: `tasks.reader`)."""
     def label(k: int) -> str:
         return f"cross-validation fold {k + 1} of {spec.folds}"
 
@@ -221,7 +221,7 @@ def evaluate(ctx: SkillContext, inp: EvaluateInput) -> EvaluateOutput:
     spec = fold_spec(model.features, model.target, model.task, model.params, model.num_rounds, inp.folds, seed,
                      model.categories, nthread=on.cpus if on else 0)  # 0: every core of this process
     # On Ray every task reads the columns it needs by itself; in this process they are read once and shared.
-    load = partial(source.read, spec.columns) if on else partial(_given, source.read(spec.columns))
+    load = reader(source, spec.columns) if on else partial(_given, source.read(spec.columns))
     rows = source.num_rows()
     where = f"{on.concurrency} Ray task(s) at a time, {on.cpus} CPU(s) each" if on else "this process"
     ctx.progress(f"evaluating on {rows} rows in {where}", done=rows, total=rows, unit="rows")

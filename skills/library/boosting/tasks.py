@@ -99,6 +99,15 @@ class StoredTable:
         return self.take_sorted(columns, sample_positions(total, rows, seed))
 
 
+def reader(source: StoredTable, columns: Sequence[str]) -> Callable[[], pa.Table]:
+    """A picklable `load` for `run_each` that reads `columns` of `source` wherever it is called."""
+    return partial(_read, source, tuple(columns))
+
+
+def _read(source: StoredTable, columns: tuple[str, ...]) -> pa.Table:
+    return source.read(columns)
+
+
 def sample_positions(total: int, rows: int, seed: int) -> np.ndarray:
     """Sorted positions of a seeded sample of `rows` of `total` rows, without replacement."""
     return np.sort(np.random.default_rng(seed).choice(total, size=rows, replace=False))
