@@ -68,8 +68,8 @@ class StoredTable:
         sizes = np.array([sum(rg.num_rows for rg in group.row_groups) for group in self.row_groups()], dtype=np.int64)
         if not len(sizes):
             return [range(0)]
-        starts = np.cumsum(sizes) - sizes
-        owner = np.minimum(starts * max(1, count) // max(int(sizes.sum()), 1), max(1, count) - 1)
+        middles = 2 * np.cumsum(sizes) - sizes  # twice each group's middle row: a group goes where most of it lies
+        owner = np.minimum(middles * max(1, count) // max(2 * int(sizes.sum()), 1), max(1, count) - 1)
         return [range(int(np.argmax(owner == p)), int(len(owner) - np.argmax(owner[::-1] == p)))
                 for p in np.unique(owner)]
 
