@@ -117,7 +117,7 @@ def test_ray_tasks_over_row_groups_give_the_slices_of_one_read(setup, ray_cluste
     assert _slices(there).keys() == _slices(here).keys() and len(here.slices) > 20
     for key, s in _slices(here).items():
         assert (_slices(there)[key].count, _slices(there)[key].error) == (s.count, pytest.approx(s.error, rel=1e-9))
-    assert any(e.unit == "parts" and e.total == 2 for e in ctx.on_progress.events)
+    assert any(e.unit == "parts" and e.total >= 2 for e in ctx.on_progress.events)  # several tasks
 
 
 def test_a_table_larger_than_the_sample_keeps_exact_counts(setup, monkeypatch):

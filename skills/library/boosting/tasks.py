@@ -126,14 +126,18 @@ class RayTasks:
 
 def ray_tasks(ctx: SkillContext) -> RayTasks | None:
     """Ray tasks sized by the Compute decision when the executor started Ray for this step, else None (this
-    process). `cpus_per_worker` CPUs per task; as many at once as `max_concurrent_trials` allows."""
+    process). `cpus_per_worker` CPUs per task (xgboost threads too); as many at once as the cluster's CPUs hold
+    (the driver only waits for results, so unlike Tune trials no CPU is kept back for it)."""
     if ctx.settings.compute != "ray":
         return None
+    import ray
+
     from skills.library.boosting.compute import cluster_compute, require_ray
 
     require_ray(ctx.step_id)
     compute = cluster_compute(ctx.settings, num_workers=1)
-    return RayTasks(cpus=compute.cpus_per_worker, concurrency=compute.max_concurrent_trials)
+    fit = int(float(ray.cluster_resources().get("CPU", 0.0)) // compute.cpus_per_worker)
+    return RayTasks(cpus=compute.cpus_per_worker, concurrency=max(1, fit))
 
 
 Label = Callable[[int], str]  # names the i-th unit of work in messages ("cross-validation fold 2 of 5")
