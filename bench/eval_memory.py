@@ -8,8 +8,9 @@ cross-validation) in a fresh child process, so the peaks do not mix:
 - ray: a local Ray cluster (`--cpus` CPUs) is started first (not timed), `settings.compute="ray"`: the holdout and
   each fold are Ray tasks that read their columns themselves; the driver gets metrics back.
 
-peak_mb: the child's peak RSS (Linux VmHWM, reset right before `evaluate` through /proc/self/clear_refs) minus its RSS
-at that moment: what `evaluate` added to the driver. Ray workers' memory is not the driver's and is not counted.
+peak_mb: the child's peak RSS (Linux VmHWM, reset through /proc/self/clear_refs right before `evaluate`, after xgboost
+is imported and, on Ray, a worker started) minus its RSS at that moment: what `evaluate` added to the driver. Ray
+workers' memory is not the driver's and is not counted.
 Last line per mode: `RESULT rows=<n> mode=<m> peak_mb=<x> wall_s=<x> auc=<x>` (the CV AUCs must agree).
 
     .venv/bin/python bench/eval_memory.py [--rows 200000,1000000] [--features 20] [--rounds 50] [--folds 5]
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -31,6 +33,7 @@ from governance import Engine, Policies, Principal
 from skills import ArtifactStore, RuntimeSettings, SkillContext, TableArtifact
 
 BENCH = Principal(user="bench", roles=["local"])
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep (a shared 2-core machine)
 
 
 def _context(root: str, compute: str, cpus: int = 1) -> SkillContext:
@@ -61,6 +64,15 @@ def make_inputs(root: str, rows: int, features: int, rounds: int) -> tuple[dict,
     return art.model_dump(), model.model_dump()
 
 
+def _warm() -> None:
+    import scipy.stats  # noqa: F401
+    import xgboost  # noqa: F401
+
+    import skills.library.boosting.loop
+    import skills.library.boosting.metrics
+    import skills.library.boosting.saved_model  # noqa: F401
+
+
 def child(root: str, mode: str, folds: int, cpus: int, inputs: str) -> None:
     """Run evaluate once in this fresh process and print one RESULT line."""
     from skills import ModelArtifact
@@ -71,7 +83,16 @@ def child(root: str, mode: str, folds: int, cpus: int, inputs: str) -> None:
     if mode == "ray":
         import ray
 
-        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        for attempt in range(3):  # a busy machine can miss Ray's fixed 30 s raylet start window
+            try:
+                ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+                break
+            except Exception:
+                ray.shutdown()
+                if attempt == 2:
+                    raise
+        ray.get(ray.remote(_warm).remote())  # a worker is up and has imported what a fold needs
+    _warm()  # the driver has imported it too: import memory is not evaluate's
     ctx = _context(root, mode)
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     before = _kb("VmRSS")
