@@ -3,6 +3,13 @@ with the highest mean error, with counts and lift (slice error / overall error).
 
 Slices are computed over the model's features and, by default, every other usable column of the table too: a bad
 slice on a column the model does not use is exactly the hint the OODA loop looks for.
+
+Rows are never held all at once: the slice columns and the numeric bin edges come from a seeded sample of at most
+`SAMPLE_ROWS` rows (the whole table when smaller, so small tables get exactly the slices a full read gives); then
+parts of the table (row groups) are scored a batch at a time, in this process or as Ray tasks when the executor
+started Ray, and each returns aggregates only (rows, error sums per level, per bin and, while a numeric column has
+few distinct values, per value), merged here. Counts, errors and lifts are exact on every row; on a table larger than
+the sample only the choice of columns and inner bin edges comes from the sample (outer edges are the true min/max).
 """
 from __future__ import annotations
 
