@@ -85,7 +85,8 @@ def child(root: str, mode: str, folds: int, cpus: int, inputs: str) -> None:
 
         for attempt in range(3):  # a busy machine can miss Ray's fixed 30 s raylet start window
             try:
-                ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+                ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False,
+                         configure_logging=False)
                 break
             except Exception:
                 ray.shutdown()
