@@ -13,7 +13,7 @@ is imported and, on Ray, a worker started) minus its RSS at that moment: what `e
 workers' memory is not the driver's and is not counted.
 Last line per mode: `RESULT rows=<n> mode=<m> peak_mb=<x> wall_s=<x> auc=<x>` (the CV AUCs must agree).
 
-    .venv/bin/python bench/eval_memory.py [--rows 200000,1000000] [--features 20] [--rounds 50] [--folds 5]
+    PYTHONPATH=. .venv/bin/python bench/eval_memory.py [--rows 200000,1000000] [--features 20] [--rounds 50] [--folds 5]
 """
 from __future__ import annotations
 
@@ -119,6 +119,9 @@ def main() -> None:
         root, mode, folds, cpus, inputs = args.child
         child(root, mode, int(folds), int(cpus), inputs)
         return
+    import skills
+
+    print(f"skills from {Path(skills.__file__).parent} (set PYTHONPATH to the checkout to measure)", flush=True)
     with tempfile.TemporaryDirectory(prefix="agentml-evalmem-") as root:
         for rows in (int(r) for r in args.rows.split(",")):
             table, model = make_inputs(root, rows, args.features, args.rounds)
