@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as pads
 
 
 class ArtifactAccessError(PermissionError):
@@ -116,6 +119,13 @@ class ArtifactStore:
 
     def get_table(self, key_or_uri: str) -> pa.Table:
         return pq.read_table(self._path(key_or_uri), filesystem=self._fs)
+
+    def dataset(self, key_or_uri: str) -> pads.Dataset:
+        """A stored table (one Parquet file or a folder of them) as a lazy pyarrow Dataset: its schema, row count and
+        row groups without reading the rows, so a worker can read only the columns and row groups it needs."""
+        import pyarrow.dataset as pads
+
+        return pads.dataset(self._path(key_or_uri), filesystem=self._fs, format="parquet")
 
     def exists(self, key_or_uri: str) -> bool:
         return self._fs.get_file_info(self._path(key_or_uri)).type != pafs.FileType.NotFound

@@ -4,10 +4,17 @@ Holdout: the model's own validation rows (the split convention is stored in the 
 was trained on, else every row of `table` (new data). Early stopping chose the round count on those validation rows, so
 holdout metrics lean optimistic; cross-validation, which retrains the model's parameters for its number of rounds on
 k stratified folds, is the unbiased estimate. `cross_validate` is public so the OODA loop can run paired comparisons.
+
+When the executor started Ray (`settings.compute == "ray"`), the holdout and every fold run as Ray tasks that read the
+table's columns from the artifact store themselves (`boosting.tasks`): the driver holds no rows, only metrics and
+capped curve data come back. Without Ray the same functions run in this process on one read of the table.
 """
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -16,11 +23,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from skills.context import SkillContext
 from skills.library.boosting.data import fold_ids, subset
 from skills.library.boosting.params import EVAL_METRICS, model_params, primary_metric
+from skills.library.boosting.tasks import RayTasks, StoredTable, ray_tasks, reader, run_each
 from skills.registry import skill
 from skills.types import ModelArtifact, TableArtifact, Task
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    import xgboost as xgb
+
+    from skills.artifacts import ArtifactStore
+    from skills.frame import Frame
 
 MAX_SCATTER = 500
 FoldHook = Callable[[int, dict[str, float]], None]
@@ -54,28 +66,87 @@ class EvaluateOutput(BaseModel):
     curves: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class FoldSpec:
+    """Everything one cross-validation fold needs (picklable): xgboost params with `nthread` fixed, so a fold scores
+    the same in this process and in a Ray task."""
+
+    features: list[str]
+    target: str
+    task: Task
+    params: dict[str, Any]
+    num_rounds: int
+    folds: int
+    seed: int
+    categories: dict[str, list[str]] | None = None
+
+    @property
+    def columns(self) -> list[str]:
+        """The columns a fold reads."""
+        return [*self.features, self.target]
+
+
+def fold_spec(features: Sequence[str], target: str, task: Task, params: Mapping[str, Any], num_rounds: int,
+              folds: int, seed: int, categories: dict[str, list[str]] | None, nthread: int) -> FoldSpec:
+    """The fold spec of a model's parameters; `nthread` 0 means every core of the process that runs the fold."""
+    full = {**model_params(task, seed, params), "eval_metric": EVAL_METRICS[task], "nthread": nthread}
+    return FoldSpec(list(features), target, task, full, num_rounds, folds, seed, categories)
+
+
+@dataclass
+class FoldData:
+    """The design matrix of the whole table and every row's fold (computed once per process that runs folds)."""
+
+    spec: FoldSpec
+    frame: Frame
+    ids: np.ndarray
+
+
+def fold_data(load: Callable[[], pa.Table], spec: FoldSpec) -> FoldData:
+    """Read the table, encode it and number its folds: stratified, seeded, identical wherever it runs. Categories
+    default to the levels of the whole table, shared by every fold."""
+    from skills.frame import build_frame
+
+    frame = build_frame(load(), spec.features, spec.target, spec.task, spec.categories)
+    return FoldData(spec, frame, fold_ids(frame.labels, spec.task, spec.folds, spec.seed))
+
+
+def fold_scores(data: FoldData, k: int) -> dict[str, float]:
+    """Train on every fold but `k` for the spec's rounds and score fold `k`."""
+    from skills.library.boosting.loop import boost_plain
+    from skills.library.boosting.metrics import score
+
+    spec = data.spec
+    train, test = subset(data.frame, data.ids != k), subset(data.frame, data.ids == k)
+    nthread = int(spec.params["nthread"]) or None
+    booster = boost_plain(spec.params, train.dmatrix(nthread=nthread), spec.num_rounds)
+    return score(spec.task, test.labels, booster.predict(test.dmatrix(nthread=nthread)))
+
+
+def run_folds(spec: FoldSpec, load: Callable[[], pa.Table], on: RayTasks | None,
+              on_fold: FoldHook | None = None) -> list[dict[str, float]]:
+    """Per-fold metrics, fold by fold in this process (`on` None: `load` runs once) or one Ray task per fold
+    (each task calls `load`, which then must read the table itself: `tasks.reader`)."""
+    def label(k: int) -> str:
+        return f"cross-validation fold {k + 1} of {spec.folds}"
+
+    return run_each(fold_scores, partial(fold_data, load, spec), range(spec.folds), on, label, on_fold)
+
+
 def cross_validate(table: pa.Table, features: Sequence[str], target: str, task: Task, params: Mapping[str, Any],
                    num_rounds: int, folds: int = 5, seed: int = 0, categories: dict[str, list[str]] | None = None,
                    *, on_fold: FoldHook | None = None) -> list[dict[str, float]]:
     """Per-fold metrics of `params` trained for `num_rounds` on k-1 folds and scored on the k-th (AUC, logloss,
-    accuracy, F1 for classification; RMSE, MAE, R2 for regression). Folds are stratified for classification and
-    deterministic given `seed`; categories default to the levels of the whole table, shared by every fold."""
-    from skills.frame import build_frame
-    from skills.library.boosting.loop import boost_plain
-    from skills.library.boosting.metrics import score
+    accuracy, F1 for classification; RMSE, MAE, R2 for regression), in this process. Folds are stratified for
+    classification and deterministic given `seed`; categories default to the levels of the whole table, shared by
+    every fold. `evaluate` runs the same folds as Ray tasks when Ray is up (`run_folds`)."""
+    spec = fold_spec(features, target, task, params, num_rounds, folds, seed, categories,
+                     nthread=int(params.get("nthread", 0) or 0))  # 0: every core this process may use
+    return run_folds(spec, partial(_given, table), None, on_fold)
 
-    frame = build_frame(table, features, target, task, categories)
-    ids = fold_ids(frame.labels, task, folds, seed)
-    full = {**model_params(task, seed, params), "eval_metric": EVAL_METRICS[task]}
-    full["nthread"] = params.get("nthread", 0) or 0  # 0: every core this process may use
-    out: list[dict[str, float]] = []
-    for k in range(folds):
-        train, test = subset(frame, ids != k), subset(frame, ids == k)
-        booster = boost_plain(full, train.dmatrix(), num_rounds)
-        out.append(score(task, test.labels, booster.predict(test.dmatrix())))
-        if on_fold is not None:
-            on_fold(k, out[-1])
-    return out
+
+def _given(table: pa.Table) -> pa.Table:
+    return table
 
 
 def mean_metrics(folds: Sequence[Mapping[str, float]]) -> dict[str, float]:
@@ -104,13 +175,36 @@ def curves_for(task: Task, y: np.ndarray, pred: np.ndarray, model: ModelArtifact
 
 def holdout_predictions(ctx: SkillContext, model: ModelArtifact, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     """(labels, predictions) on the model's validation rows of `table` (all rows of a new table)."""
-    from skills.frame import build_frame
-    from skills.library.boosting.saved_model import load_booster, validation_rows
+    from skills.library.boosting.saved_model import load_booster
 
-    booster = load_booster(ctx.artifacts, model.uri, "evaluate")
+    return _holdout(load_booster(ctx.artifacts, model.uri, "evaluate"), model, table)
+
+
+def _holdout(booster: xgb.Booster, model: ModelArtifact, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    from skills.frame import build_frame
+    from skills.library.boosting.saved_model import validation_rows
+
     rows = validation_rows(table, model.target, model.task, booster)
     frame = build_frame(table.take(rows), model.features, model.target, model.task, model.categories)
     return frame.labels, booster.predict(frame.dmatrix())
+
+
+@dataclass(frozen=True)
+class Holdout:
+    """What scoring the holdout needs besides the table (picklable)."""
+
+    store: ArtifactStore
+    model: ModelArtifact
+    seed: int
+
+
+def holdout_summary(table: pa.Table, job: Holdout) -> tuple[dict[str, float], dict[str, Any]]:
+    """Holdout metrics and curve data: small, whatever the table's size (curves are capped in points)."""
+    from skills.library.boosting.metrics import score
+    from skills.library.boosting.saved_model import load_booster
+
+    y, pred = _holdout(load_booster(job.store, job.model.uri, "evaluate"), job.model, table)
+    return score(job.model.task, y, pred), curves_for(job.model.task, y, pred, job.model, job.seed)
 
 
 def _cost(inp: EvaluateInput) -> int:
@@ -122,19 +216,24 @@ def evaluate(ctx: SkillContext, inp: EvaluateInput) -> EvaluateOutput:
     """Judge a trained model: holdout metrics on its validation rows (AUC, logloss, accuracy, F1 for
     classification; RMSE, MAE, R2 for regression), stratified k-fold cross-validation of its parameters (mean and
     per fold) and curve data for the report (ROC and precision-recall, or predicted vs actual; learning curve)."""
-    from skills.library.boosting.metrics import score
-
-    model = inp.model
-    table = ctx.artifacts.get_table(inp.table.uri)
-    ctx.progress(f"read {table.num_rows} rows", done=table.num_rows, total=table.num_rows, unit="rows")
-    y, pred = holdout_predictions(ctx, model, table)
-    metrics = score(model.task, y, pred)
+    model, seed = inp.model, ctx.settings.seed
+    source, on = StoredTable(ctx.artifacts, inp.table.uri), ray_tasks(ctx)
+    spec = fold_spec(model.features, model.target, model.task, model.params, model.num_rounds, inp.folds, seed,
+                     model.categories, nthread=on.cpus if on else 0)  # 0: every core of this process
+    # On Ray every task reads the columns it needs by itself; in this process they are read once and shared.
+    load = reader(source, spec.columns) if on else partial(_given, source.read(spec.columns))
+    rows = source.num_rows()
+    where = f"{on.concurrency} Ray task(s) at a time, {on.cpus} CPU(s) each" if on else "this process"
+    ctx.progress(f"evaluating on {rows} rows in {where}", done=rows, total=rows, unit="rows")
+    [(metrics, curves)] = run_each(holdout_summary, load, [Holdout(ctx.artifacts, model, seed)], on,
+                                   lambda _: "scoring the holdout rows")
+    finished = itertools.count(1)
 
     def fold_done(k: int, _: dict[str, float]) -> None:
-        ctx.progress(f"fold {k + 1}/{inp.folds}", done=k + 1, total=inp.folds, unit="folds")
+        done = next(finished)
+        ctx.progress(f"fold {k + 1} done ({done}/{inp.folds})", done=done, total=inp.folds, unit="folds")
 
-    folds = cross_validate(table, model.features, model.target, model.task, model.params, model.num_rounds,
-                           inp.folds, ctx.settings.seed, model.categories, on_fold=fold_done) if inp.folds else []
+    folds = run_folds(spec, load, on, fold_done) if inp.folds else []
     name = primary_metric(model.task)
     return EvaluateOutput(metrics=metrics, cv_metrics=mean_metrics(folds), cv_folds=folds, metric_name=name,
-                          metric_value=metrics[name], curves=curves_for(model.task, y, pred, model, ctx.settings.seed))
+                          metric_value=metrics[name], curves=curves)

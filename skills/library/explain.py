@@ -1,8 +1,10 @@
 """`explain`: SHAP values (xgboost `pred_contribs`), global importance and top drivers in plain English.
 
-Direction of a numeric feature is the sign of the correlation between its value and its SHAP value ("higher tenure
-decreases churn risk"); for a categorical feature it is the level whose rows get the largest mean SHAP value
-("Month-to-month contract increases churn risk"). Loading and scoring the model: `boosting.saved_model`.
+SHAP values are computed on a seeded sample of at most `SAMPLE_ROWS` rows, read from the stored table a batch at a
+time, so the whole table is never held. Direction of a numeric feature is the sign of the correlation between its
+value and its SHAP value ("higher tenure decreases churn risk"); for a categorical feature it is the level whose rows
+get the largest mean SHAP value ("Month-to-month contract increases churn risk").
+Loading and scoring the model: `boosting.saved_model`.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from skills.context import SkillContext
 from skills.errors import SkillError
 from skills.frame import Frame
 from skills.library.boosting.saved_model import load_booster, model_frame, predict
+from skills.library.boosting.tasks import SAMPLE_ROWS, StoredTable, sample_positions
 from skills.registry import skill
 from skills.types import ModelArtifact, TableArtifact, Task
 
@@ -34,7 +37,8 @@ class ExplainInput(BaseModel):
     model: ModelArtifact
     table: TableArtifact
     top_k: int = Field(default=10, ge=1)
-    sample_rows: int = Field(default=2000, ge=10, description="rows sampled for SHAP values")
+    sample_rows: int = Field(default=2000, ge=10, le=SAMPLE_ROWS,
+                             description=f"rows sampled for SHAP values (at most {SAMPLE_ROWS})")
 
 
 class FeatureImportance(BaseModel):
@@ -67,11 +71,11 @@ class ExplainOutput(BaseModel):
 
 
 def sample_table(table: pa.Table, rows: int, seed: int) -> pa.Table:
-    """At most `rows` rows, drawn without replacement (seeded), in their original order."""
+    """At most `rows` rows, drawn without replacement (seeded), in their original order (the rows that
+    `StoredTable.sample` reads from a stored table)."""
     if table.num_rows <= rows:
         return table
-    idx = np.sort(np.random.default_rng(seed).choice(table.num_rows, size=rows, replace=False))
-    return table.take(pa.array(idx))
+    return table.take(pa.array(sample_positions(table.num_rows, rows, seed)))
 
 
 # ------------------------------------------------------------------------------------------------ direction & text
@@ -188,7 +192,9 @@ def explain(ctx: SkillContext, inp: ExplainInput) -> ExplainOutput:
     and the top drivers with their direction and a plain-English summary ("Month-to-month contract increases churn
     risk"). Use it to answer "why" questions about the model's predictions."""
     booster = load_booster(ctx.artifacts, inp.model.uri, "explain")
-    table = sample_table(ctx.artifacts.get_table(inp.table.uri), inp.sample_rows, ctx.settings.seed)
+    source = StoredTable(ctx.artifacts, inp.table.uri)  # only the sampled rows of the model's columns are held
+    present = [name for name in inp.model.features if name in source.schema.names]  # model_frame names the rest
+    table = source.sample(present, inp.sample_rows, ctx.settings.seed)
     ctx.progress(f"computing SHAP values on {table.num_rows} rows", done=0, total=table.num_rows, unit="rows")
     frame = model_frame(table, inp.model, "explain")
     shap, base_value = shap_values(booster, frame, inp.model)

@@ -7,10 +7,12 @@ from ml_fixtures import ID, churn_data, make_harness
 from pydantic import ValidationError
 from sklearn import metrics as skm
 
+from skills import SkillError
 from skills.library.boosting.data import fold_ids
 from skills.library.boosting.metrics import pr_points, roc_points, score
 from skills.library.boosting.saved_model import load_booster
-from skills.library.evaluate import EvaluateInput, cross_validate, evaluate
+from skills.library.boosting.tasks import RayTasks, StoredTable, reader
+from skills.library.evaluate import EvaluateInput, cross_validate, evaluate, fold_spec, run_folds
 from skills.library.train_xgboost import TrainInput, train_xgboost
 
 FEATURES = ["tenure", "contract", "monthly_charges", "internet_service", "payment_method", "senior_citizen"]
@@ -112,3 +114,42 @@ def test_metrics_match_scikit_learn():
     pr = pr_points(y, p, max_points=10_000)
     np.testing.assert_allclose(pr["recall"][1:], recall[::-1][1:])  # sklearn: recall falling, ours rising
     np.testing.assert_allclose(pr["precision"][1:], precision[::-1][1:])
+
+
+# ------------------------------------------------------------------------------------ folds as Ray tasks
+
+
+def test_folds_on_ray_tasks_equal_the_folds_in_process(trained, ray_cluster):
+    """Same spec (nthread fixed), two executors: identical per-fold metrics; each task reads the table itself."""
+    h, table, model = trained
+    source = StoredTable(h.ctx.artifacts, table.uri)
+    spec = fold_spec(model.features, "churn", "classification", model.params, 40, 3, seed=5,
+                     categories=model.categories, nthread=1)
+    here = run_folds(spec, reader(source, spec.columns), None)
+    done: list[int] = []
+    there = run_folds(spec, reader(source, spec.columns), RayTasks(cpus=1, concurrency=2),
+                      on_fold=lambda k, _: done.append(k))
+    assert there == here and len(here) == 3 and sorted(done) == [0, 1, 2]
+
+
+def test_evaluate_on_ray_reads_no_rows_in_the_driver_and_matches_local(trained, ray_cluster, monkeypatch):
+    h, table, model = trained
+    local = evaluate(h.ctx, EvaluateInput(model=model, table=table, folds=3))
+    ray_h = make_harness(h.ctx.artifacts.local_path("").parent, compute="ray")  # same store, Ray up
+    monkeypatch.setattr(StoredTable, "read", lambda *_: pytest.fail("the driver read rows"))
+    on_ray = evaluate(ray_h.ctx, EvaluateInput(model=model, table=table, folds=3))
+    assert len(on_ray.cv_folds) == 3
+    assert all(a == pytest.approx(b, abs=1e-9) for a, b in zip(on_ray.cv_folds, local.cv_folds, strict=True))
+    assert on_ray.metrics == pytest.approx(local.metrics, abs=1e-9) and on_ray.curves == local.curves
+    assert sorted(e.done for e in ray_h.progress("folds")) == [1, 2, 3]
+    assert "Ray task" in ray_h.progress("rows")[0].message
+
+
+@pytest.mark.parametrize("compute", ["local", "ray"])
+def test_a_failed_fold_is_a_skill_error_naming_the_fold(trained, ray_cluster, compute):
+    h, table, model = trained
+    bad = model.model_copy(update={"params": {**model.params, "max_depth": -3}})
+    ctx = make_harness(h.ctx.artifacts.local_path("").parent, compute=compute).ctx
+    with pytest.raises(SkillError, match=r"cross-validation fold [123] of 3 failed: xgboost refused") as info:
+        evaluate(ctx, EvaluateInput(model=bad, table=table, folds=3))
+    assert "Traceback" not in str(info.value) and info.value.hint

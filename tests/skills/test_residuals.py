@@ -91,3 +91,50 @@ def test_unknown_slice_column_and_labels(setup):
     assert [names[c] for c in codes] == ["1", "2", "(missing)", "2"]  # few distinct values: a slice each
     codes, names = slice_codes(pa.chunked_array([["b", None], ["a", "b"]]), bins=5)
     assert [names[c] for c in codes] == ["b", "(missing)", "a", "b"]
+
+
+def _slices(out):
+    return {(s.column, s.slice): s for s in out.slices}
+
+
+def test_ray_tasks_over_row_groups_give_the_slices_of_one_read(setup, ray_cluster):
+    """The same table stored in many row groups, scored in two Ray tasks and many batches: same slices, same counts,
+    errors equal up to the order of summation."""
+    import dataclasses
+
+    import pyarrow.parquet as pq
+
+    ctx, model, table, df = setup
+    data = ctx.artifacts.get_table(table.uri)
+    path = ctx.artifacts.local_path("fixture/grouped.parquet")
+    pq.write_table(data, path, row_group_size=700)
+    grouped = table.model_copy(update={"uri": ctx.artifacts.uri("fixture/grouped.parquet")})
+    on_ray = dataclasses.replace(ctx, settings=ctx.settings.model_copy(update={"compute": "ray"}))
+    every = {"min_count": 1, "top_k": 500}
+    here = residuals(ctx, ResidualsInput(model=model, table=table, **every))
+    there = residuals(on_ray, ResidualsInput(model=model, table=grouped, **every))
+    assert there.rows == here.rows == len(df) and there.overall_error == pytest.approx(here.overall_error, rel=1e-9)
+    assert _slices(there).keys() == _slices(here).keys() and len(here.slices) > 20
+    for key, s in _slices(here).items():
+        assert (_slices(there)[key].count, _slices(there)[key].error) == (s.count, pytest.approx(s.error, rel=1e-9))
+    assert any(e.unit == "parts" and e.total >= 2 for e in ctx.on_progress.events)  # several tasks
+
+
+def test_a_table_larger_than_the_sample_keeps_exact_counts(setup, monkeypatch):
+    """Bins come from a sample, counts and errors from every row: levels exact, bins cover every row and are named
+    with the whole table's min and max."""
+    import skills.library.residuals as module
+
+    ctx, model, table, df = setup
+    spec = ResidualsInput(model=model, table=table, columns=["segment", "tenure"], min_count=1, top_k=99)
+    full = residuals(ctx, spec)
+    monkeypatch.setattr(module, "SAMPLE_ROWS", 500)
+    sampled = residuals(ctx, spec)
+    assert sampled.rows == full.rows and sampled.overall_error == pytest.approx(full.overall_error, rel=1e-12)
+    levels = {k: v for k, v in _slices(sampled).items() if k[0] == "segment"}
+    assert levels.keys() == {k for k in _slices(full) if k[0] == "segment"}
+    assert all(s.count == _slices(full)[k].count and s.error == pytest.approx(_slices(full)[k].error)
+               for k, s in levels.items())
+    bins = sorted((s for s in sampled.slices if s.column == "tenure"), key=lambda s: float(s.slice[1:].split(",")[0]))
+    assert sum(s.count for s in bins) == len(df) - int(df.tenure.isna().sum())
+    assert bins[0].slice.startswith(f"[{int(df.tenure.min())},") and bins[-1].slice.endswith(f"{int(df.tenure.max())}]")
