@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, BeforeValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Process-wide defaults an entry point sets once, before litellm, xgboost or Ray load (a value already in the
@@ -28,6 +28,14 @@ def configure_process() -> None:
         os.environ.setdefault(name, value)
 
 
+def _location(value: object) -> object:
+    return str(value) if isinstance(value, os.PathLike) else value
+
+
+# A warehouse is a path or a URL (postgresql://...): a Path is taken as its text.
+WarehouseLocation = Annotated[str | None, BeforeValidator(_location)]
+
+
 class Settings(BaseSettings):
     """Where the warehouse, policies, run store, Ray cluster, artifacts and LLM are.
 
@@ -37,9 +45,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AGENTML_", env_file=".env", extra="ignore",
                                       populate_by_name=True)
 
-    warehouse: str | None = Field(default=None, description="DuckDB file, folder of Parquet/CSV files, or warehouse "
-                                                            "URL (postgresql://user:pw@host/db; snowflake://, "
-                                                            "bigquery://, databricks://)")
+    warehouse: WarehouseLocation = Field(
+        default=None, description="DuckDB file, folder of Parquet/CSV files, or warehouse URL "
+                                  "(postgresql://user:pw@host/db; snowflake://, bigquery://, databricks://)")
     policies: Path | None = Field(default=None, description="policies YAML; unset = local single-user mode")
     run_store_url: str = Field(default="sqlite:///agentml-runs.db", description="SQLAlchemy URL of the run store")
     ray_address: str | None = Field(
