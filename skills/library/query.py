@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlglot import exp
 
 from governance import AgentmlError
-from skills.context import SkillContext
+from skills.context import RuntimeSettings, SkillContext
 from skills.errors import SkillError
 from skills.registry import skill
 from skills.sql import DIALECT, Reads, cap_rows, merge_reads, parse_sql, sql_reads
@@ -112,7 +112,7 @@ def count_rows(ctx: SkillContext, sql: str) -> int:
     return int(ctx.sql(counted.sql(dialect=DIALECT)).column(0)[0].as_py())
 
 
-def shard_count(rows: int, settings: Any) -> int:
+def shard_count(rows: int, settings: RuntimeSettings) -> int:
     """How many shards to read `rows` rows in: about `rows_per_shard` each, at most `max_read_shards`."""
     return max(1, min(math.ceil(rows / settings.rows_per_shard), settings.max_read_shards))
 
