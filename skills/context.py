@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from skills.artifacts import ArtifactStore
 
@@ -27,6 +27,8 @@ class RuntimeSettings(BaseModel):
     use_gpu: bool | Literal["auto"] = "auto"
     seed: int = 0
     max_rows: int | None = None
+    stream_rows: int = Field(500_000, ge=0, description="train/tune stream tables with more rows than this from the "
+                             "artifact store in Ray Data batches instead of reading them into the driver")
 
 
 class Progress(BaseModel):

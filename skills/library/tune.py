@@ -2,8 +2,9 @@
 
 Each trial is a function trainable that reports `ray.tune.report` every N boosting rounds with `rounds` as ASHA's time
 attribute (`Tuner(trainer)` fails on Ray 2.60). Single-worker trials train xgboost directly on arrays shared through
-the object store (`tune.with_parameters`); multi-worker trials create and fit an XGBoostTrainer inside the trial and
-forward its reports with `TuneReportCallback`. Trials ask for a GPU each when the cluster has GPUs.
+the object store (`tune.with_parameters`), or on batches streamed from the artifact store for a large table
+(`boosting.stream`: then only the reading plan is shared); multi-worker trials create and fit an XGBoostTrainer
+inside the trial and forward its reports with `TuneReportCallback`. Trials ask for a GPU each when the cluster has GPUs.
 
 Three ways a trial ends before `max_rounds`: ASHA stops it at a rung (it ranks in the bottom 2/3 there), it stops
 improving for `early_stopping_rounds`, or a budget runs out: `num_trials`, `max_total_rounds` over all trials (a Tune
@@ -24,16 +25,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from skills.context import SkillContext
 from skills.errors import SkillError
 from skills.library.boosting.compute import cluster_compute, require_ray
-from skills.library.boosting.data import VALID
 from skills.library.boosting.params import metric_key, mode_of, model_params, primary_metric, xgb_params
 from skills.library.train_xgboost import LearningData, fit_model, load_prepared
 from skills.registry import skill
 from skills.types import ModelArtifact
 
 if TYPE_CHECKING:
-    from skills.frame import Frame
     from skills.library.boosting.compute import Compute
-    from skills.library.boosting.data import Prepared
+    from skills.library.boosting.data import TrainingData
     from skills.library.boosting.ray_train import BoostJob
 
 Search = Literal["optuna", "hyperopt", "random"]
@@ -179,8 +178,9 @@ def _progress_callback(ctx: SkillContext, total: int) -> Any:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def single_worker_trial(config: dict[str, Any], job: BoostJob, frames: dict[str, Frame]) -> None:
-    """One trial in this actor: xgboost.train on the shared arrays, `ray.tune.report` every `job.every` rounds."""
+def single_worker_trial(config: dict[str, Any], job: BoostJob, data: TrainingData) -> None:
+    """One trial in this actor: xgboost.train on `data` (rows shared through the object store, or streamed from
+    the artifact store), `ray.tune.report` every `job.every` rounds."""
     from ray import tune
 
     from skills.library.boosting.loop import Monitor, boost
@@ -188,35 +188,32 @@ def single_worker_trial(config: dict[str, Any], job: BoostJob, frames: dict[str,
     key = metric_key(job.task)
     monitor = Monitor(primary_metric(job.task), job.num_rounds, patience=job.patience, every=job.every,
                       sink=lambda event: tune.report(event.metrics(key)))
-    nthread = int(job.params.get("nthread", 0)) or None
-    dtrain, dvalid = (frames[part].dmatrix(nthread=nthread) for part in ("train", VALID))
-    boost({**job.params, **config}, dtrain, dvalid, monitor)
+    params = {**job.params, **config}
+    dtrain, dvalid = data.dmatrices(params)
+    boost(params, dtrain, dvalid, monitor)
 
 
-def multi_worker_trial(config: dict[str, Any], job: BoostJob, tables: dict[str, Any], compute: Compute,
+def multi_worker_trial(config: dict[str, Any], job: BoostJob, data: TrainingData, compute: Compute,
                        storage_path: str) -> None:
     """One trial driving an XGBoostTrainer; its workers' reports reach Tune through TuneReportCallback."""
-    import ray.data
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from skills.library.boosting.ray_train import make_trainer
 
-    datasets = {name: ray.data.from_arrow(table) for name, table in tables.items()}
-    trainer = make_trainer(job.with_params(config), datasets, compute, storage_path, callbacks=[TuneReportCallback()])
+    trainer = make_trainer(job.with_params(config), data.datasets(), compute, storage_path,
+                           callbacks=[TuneReportCallback()])
     trainer.fit()
 
 
-def make_trainable(prep: Prepared, job: BoostJob, compute: Compute, storage_path: str) -> Any:
-    """The trial function with its data in the object store and its resources (a GPU per trial on GPU clusters)."""
+def make_trainable(prep: TrainingData, job: BoostJob, compute: Compute, storage_path: str) -> Any:
+    """The trial function with its data in the object store (an in-memory table, or a streamed table's reading
+    plan: no rows) and its resources (a GPU per trial on GPU clusters)."""
     from ray import tune
 
     if compute.num_workers > 1:
-        tables = {"train": prep.part("train"), VALID: prep.part(VALID)}
-        fn = tune.with_parameters(multi_worker_trial, job=job, tables=tables, compute=compute,
-                                  storage_path=storage_path)
+        fn = tune.with_parameters(multi_worker_trial, job=job, data=prep, compute=compute, storage_path=storage_path)
     else:
-        frames = {"train": prep.frame("train"), VALID: prep.frame(VALID)}
-        fn = tune.with_parameters(single_worker_trial, job=job, frames=frames)
+        fn = tune.with_parameters(single_worker_trial, job=job, data=prep)
     return tune.with_resources(fn, compute.trial_resources())
 
 
@@ -225,7 +222,7 @@ def make_trainable(prep: Prepared, job: BoostJob, compute: Compute, storage_path
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def trial_job(prep: Prepared, inp: TuneInput, compute: Compute) -> BoostJob:
+def trial_job(prep: TrainingData, inp: TuneInput, compute: Compute) -> BoostJob:
     """The fixed part of every trial: task params, compute params, rounds, early stopping, reporting."""
     from skills.library.boosting.loop import report_every
     from skills.library.boosting.ray_train import BoostJob
@@ -233,10 +230,10 @@ def trial_job(prep: Prepared, inp: TuneInput, compute: Compute) -> BoostJob:
     params = xgb_params(model_params(prep.task, prep.seed), prep.task, compute)
     every = report_every(inp.max_rounds, reports=20)
     return BoostJob(params, prep.task, prep.target, prep.features, prep.categories, inp.max_rounds,
-                    patience=inp.early_stopping_rounds, every=every, checkpoint=False)
+                    patience=inp.early_stopping_rounds, every=every, checkpoint=False, encoded=prep.encoded)
 
 
-def run_search(ctx: SkillContext, prep: Prepared, inp: TuneInput, compute: Compute, seed: int) -> Any:
+def run_search(ctx: SkillContext, prep: TrainingData, inp: TuneInput, compute: Compute, seed: int) -> Any:
     """Tuner.fit() with the searcher (seeded with `seed`), scheduler, budget and progress callback; returns the
     ResultGrid. Models use the split's seed (settings.seed), so only the search changes with `seed`."""
     from ray import tune
