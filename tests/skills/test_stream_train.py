@@ -115,8 +115,10 @@ def test_a_table_in_parts_trains_streaming_on_ray_train(tmp_path, ray_cluster):
 
 @pytest.mark.ray
 def test_tune_streams_trials_from_the_artifact_store(tmp_path, ray_cluster):
+    """optuna, not random search: Tune ignores max_concurrent_trials for BasicVariantGenerator, and two trials on
+    this 2-CPU cluster leave no CPU for the Ray Data tasks that stream their batches."""
     h = streaming_harness(tmp_path)
-    out = tune(h.ctx, TuneInput(table=write_parts(h.ctx.artifacts), num_trials=2, max_rounds=10, search="random",
+    out = tune(h.ctx, TuneInput(table=write_parts(h.ctx.artifacts), num_trials=2, max_rounds=10, search="optuna",
                                 scheduler="fifo", seed=0, **REQUEST))
     assert all("error" not in t and t["rounds"] == 10 for t in out.trials)
     assert out.model.metrics["auc"] > 0.8 and out.model.categories["region"] == ["east", "north", "west"]
