@@ -127,6 +127,11 @@ class ArtifactStore:
 
         return pads.dataset(self._path(key_or_uri), filesystem=self._fs, format="parquet")
 
+    def filesystem_path(self, key_or_uri: str) -> tuple[pafs.FileSystem, str]:
+        """The pyarrow filesystem and path of a key or URI inside this store, for readers that stream a table in
+        batches (Ray Data's `read_parquet`) instead of `get_table`."""
+        return self._fs, self._path(key_or_uri)
+
     def exists(self, key_or_uri: str) -> bool:
         return self._fs.get_file_info(self._path(key_or_uri)).type != pafs.FileType.NotFound
 

@@ -36,6 +36,8 @@ class RuntimeSettings(BaseModel):
     gpu_autoscaling: bool = False
     seed: int = 0
     max_rows: int | None = None
+    stream_rows: int = Field(500_000, ge=0, description="train/tune stream tables with more rows than this from the "
+                             "artifact store in Ray Data batches instead of reading them into the driver")
     # A governed result above this many rows is read by Ray tasks in shards (at most `max_read_shards` of them, each
     # about this size), straight from the warehouse into Parquet parts; a smaller one is read in one piece.
     rows_per_shard: int = Field(default=250_000, ge=1)

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from skills.context import SkillContext
 from skills.library.boosting.compute import Compute, cluster_compute
-from skills.library.boosting.data import VALID, Prepared, prepare
+from skills.library.boosting.data import TrainingData, prepare
 from skills.library.boosting.params import model_params, xgb_params
 from skills.registry import skill
 from skills.types import ModelArtifact, TableArtifact, Task
@@ -57,8 +57,16 @@ class TrainOutput(BaseModel):
 
 
 def load_prepared(ctx: SkillContext, table: TableArtifact, target: str, task: Task | None,
-                  features: Sequence[str] | None, exclude: Sequence[str], valid_fraction: float) -> Prepared:
-    """Read the table artifact and fix features, task, categories and the validation split."""
+                  features: Sequence[str] | None, exclude: Sequence[str], valid_fraction: float) -> TrainingData:
+    """Fix features, task, categories and the validation split of the table artifact: streamed from the artifact
+    store when it has more than `settings.stream_rows` rows (see `boosting.stream`), else read into memory."""
+    from skills.library.boosting.stream import prepare_stream, streams
+
+    if streams(ctx.artifacts, table.uri, ctx.settings.stream_rows):
+        prep = prepare_stream(ctx.artifacts, table, target, task, list(features or []), list(exclude),
+                              valid_fraction, ctx.settings.seed)
+        ctx.progress(f"counted {prep.rows} rows", done=prep.rows, total=prep.rows, unit="rows")
+        return prep
     data = ctx.artifacts.get_table(table.uri)
     ctx.progress(f"read {data.num_rows} rows", done=data.num_rows, total=data.num_rows, unit="rows")
     return prepare(data, target, task, features, exclude, valid_fraction, ctx.settings.seed)
@@ -87,8 +95,9 @@ def progress_sink(ctx: SkillContext) -> Any:
     return sink
 
 
-def fit_model(ctx: SkillContext, prep: Prepared, params: dict[str, Any], num_rounds: int, early_stopping_rounds: int,
-              num_workers: int | None = None, callbacks: Sequence[xgb.callback.TrainingCallback] = ()) -> ModelArtifact:
+def fit_model(ctx: SkillContext, prep: TrainingData, params: dict[str, Any], num_rounds: int,
+              early_stopping_rounds: int, num_workers: int | None = None,
+              callbacks: Sequence[xgb.callback.TrainingCallback] = ()) -> ModelArtifact:
     """Train (on Ray Train or in process, per ctx.settings.compute), keep the best round and save the model.
     `callbacks` are extra xgboost callbacks that run on every training worker (tests use one to kill a worker)."""
     from skills.library.boosting.loop import fit_local, report_every
@@ -101,7 +110,7 @@ def fit_model(ctx: SkillContext, prep: Prepared, params: dict[str, Any], num_rou
         from skills.library.boosting.ray_train import BoostJob, fit_ray
 
         job = BoostJob(full, prep.task, prep.target, prep.features, prep.categories, num_rounds,
-                       early_stopping_rounds, every, callbacks=tuple(callbacks))
+                       early_stopping_rounds, every, callbacks=tuple(callbacks), encoded=prep.encoded)
         fit = fit_ray(prep, job, compute, ctx.artifacts.storage_for(ctx.key("checkpoints")), progress_sink(ctx))
     else:
         fit = fit_local(prep, full, num_rounds, patience=early_stopping_rounds, every=every,
@@ -109,7 +118,7 @@ def fit_model(ctx: SkillContext, prep: Prepared, params: dict[str, Any], num_rou
     return save_model(ctx, prep, stored, fit)
 
 
-def save_model(ctx: SkillContext, prep: Prepared, params: dict[str, Any], fit: FitResult) -> ModelArtifact:
+def save_model(ctx: SkillContext, prep: TrainingData, params: dict[str, Any], fit: FitResult) -> ModelArtifact:
     """Cut the booster at its best round, record the split convention in it, score it on the validation rows and
     write it (xgboost JSON) to the artifact store."""
     from skills.library.boosting.metrics import score
@@ -118,8 +127,7 @@ def save_model(ctx: SkillContext, prep: Prepared, params: dict[str, Any], fit: F
     booster = fit.best_booster()
     booster.set_param({"device": "cpu"})  # a GPU-trained model scores on the driver's CPU
     booster.set_attr(**{SPLIT_ATTR: json.dumps(prep.split_info())})
-    valid = prep.frame(VALID)
-    metrics = score(prep.task, valid.labels, booster.predict(valid.dmatrix()))
+    metrics = score(prep.task, *prep.valid_predictions(booster))
     uri = ctx.artifacts.put_bytes(ctx.key("model.json"), bytes(booster.save_raw("json")))
     return ModelArtifact(uri=uri, task=prep.task, target=prep.target, features=prep.features,
                          categories=prep.categories, params=params, num_rounds=booster.num_boosted_rounds(),

@@ -2,9 +2,10 @@
 
 Each trial is a function trainable that reports `ray.tune.report` every N boosting rounds with `rounds` as ASHA's time
 attribute (`Tuner(trainer)` fails on Ray 2.60). Single-worker trials train xgboost directly on arrays shared through
-the object store (`tune.with_parameters`); multi-worker trials create and fit an XGBoostTrainer inside the trial and
-forward its reports with `TuneReportCallback`; Tune reuses trial actors only for single-worker trials
-(`Compute.reuse_actors`). Trials ask for a GPU each when GPUs are used (`Compute`, from settings and the cluster).
+the object store (`tune.with_parameters`), or on batches streamed from the artifact store for a large table
+(`boosting.stream`: then only the reading plan is shared); multi-worker trials create and fit an XGBoostTrainer
+inside the trial and forward its reports with `TuneReportCallback`; Tune reuses trial actors only for single-worker
+trials (`Compute.reuse_actors`). Trials ask for a GPU each when GPUs are used (`Compute`).
 
 Three ways a trial ends before `max_rounds`: ASHA stops it at a rung (it ranks in the bottom 2/3 there), it stops
 improving for `early_stopping_rounds`, or a budget runs out: `num_trials`, `max_total_rounds` over all trials (a Tune
@@ -25,7 +26,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from skills.context import SkillContext
 from skills.errors import SkillError
 from skills.library.boosting.compute import cluster_compute, require_ray
-from skills.library.boosting.data import VALID
 from skills.library.boosting.params import metric_key, mode_of, model_params, primary_metric, xgb_params
 from skills.library.train_xgboost import LearningData, fit_model, load_prepared
 from skills.registry import skill
@@ -33,9 +33,8 @@ from skills.types import ModelArtifact
 
 if TYPE_CHECKING:
     from skills.artifacts import Storage
-    from skills.frame import Frame
     from skills.library.boosting.compute import Compute
-    from skills.library.boosting.data import Prepared
+    from skills.library.boosting.data import TrainingData
     from skills.library.boosting.ray_train import BoostJob
 
 Search = Literal["optuna", "hyperopt", "random"]
@@ -93,8 +92,10 @@ def startup_trials(num_trials: int) -> int:
     return max(2, min(10, num_trials // 3))
 
 
-def make_searcher(search: Search, seed: int, num_trials: int) -> Any:
-    """OptunaSearch (TPE), HyperOptSearch or seeded random sampling. Metric and mode come from TuneConfig."""
+def make_searcher(search: Search, seed: int, num_trials: int, max_concurrent: int) -> Any:
+    """OptunaSearch (TPE), HyperOptSearch or seeded random sampling. Metric and mode come from TuneConfig.
+    Random sampling gets `max_concurrent` itself: Tune's `max_concurrent_trials` does not limit a
+    BasicVariantGenerator, and unlimited trials can take every CPU the Ray Data reads of a streamed table need."""
     if search == "optuna":
         import optuna
         from optuna.samplers import TPESampler
@@ -109,7 +110,7 @@ def make_searcher(search: Search, seed: int, num_trials: int) -> Any:
         return HyperOptSearch(random_state_seed=seed, n_initial_points=startup_trials(num_trials))
     from ray.tune.search import BasicVariantGenerator
 
-    return BasicVariantGenerator(random_state=seed)
+    return BasicVariantGenerator(random_state=seed, max_concurrent=max_concurrent)
 
 
 def grace_period(max_rounds: int, every: int) -> int:
@@ -181,8 +182,9 @@ def _progress_callback(ctx: SkillContext, total: int) -> Any:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def single_worker_trial(config: dict[str, Any], job: BoostJob, frames: dict[str, Frame]) -> None:
-    """One trial in this actor: xgboost.train on the shared arrays, `ray.tune.report` every `job.every` rounds."""
+def single_worker_trial(config: dict[str, Any], job: BoostJob, data: TrainingData) -> None:
+    """One trial in this actor: xgboost.train on `data` (rows shared through the object store, or streamed from
+    the artifact store), `ray.tune.report` every `job.every` rounds."""
     from ray import tune
 
     from skills.library.boosting.loop import Monitor, boost
@@ -190,34 +192,32 @@ def single_worker_trial(config: dict[str, Any], job: BoostJob, frames: dict[str,
     key = metric_key(job.task)
     monitor = Monitor(primary_metric(job.task), job.num_rounds, patience=job.patience, every=job.every,
                       sink=lambda event: tune.report(event.metrics(key)))
-    nthread = int(job.params.get("nthread", 0)) or None
-    dtrain, dvalid = (frames[part].dmatrix(nthread=nthread) for part in ("train", VALID))
-    boost({**job.params, **config}, dtrain, dvalid, monitor)
+    params = {**job.params, **config}
+    dtrain, dvalid = data.dmatrices(params)
+    boost(params, dtrain, dvalid, monitor)
 
 
-def multi_worker_trial(config: dict[str, Any], job: BoostJob, tables: dict[str, Any], compute: Compute,
+def multi_worker_trial(config: dict[str, Any], job: BoostJob, data: TrainingData, compute: Compute,
                        storage: Storage) -> None:
     """One trial driving an XGBoostTrainer; its workers' reports reach Tune through TuneReportCallback."""
-    import ray.data
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from skills.library.boosting.ray_train import make_trainer
 
-    datasets = {name: ray.data.from_arrow(table) for name, table in tables.items()}
-    trainer = make_trainer(job.with_params(config), datasets, compute, storage, callbacks=[TuneReportCallback()])
+    trainer = make_trainer(job.with_params(config), data.datasets(), compute, storage,
+                           callbacks=[TuneReportCallback()])
     trainer.fit()
 
 
-def make_trainable(prep: Prepared, job: BoostJob, compute: Compute, storage: Storage) -> Any:
-    """The trial function with its data in the object store and its resources (a GPU per trial on GPU clusters)."""
+def make_trainable(prep: TrainingData, job: BoostJob, compute: Compute, storage: Storage) -> Any:
+    """The trial function with its data in the object store (an in-memory table, or a streamed table's reading
+    plan: no rows) and its resources (a GPU per trial on GPU clusters)."""
     from ray import tune
 
     if compute.num_workers > 1:
-        tables = {"train": prep.part("train"), VALID: prep.part(VALID)}
-        fn = tune.with_parameters(multi_worker_trial, job=job, tables=tables, compute=compute, storage=storage)
+        fn = tune.with_parameters(multi_worker_trial, job=job, data=prep, compute=compute, storage=storage)
     else:
-        frames = {"train": prep.frame("train"), VALID: prep.frame(VALID)}
-        fn = tune.with_parameters(single_worker_trial, job=job, frames=frames)
+        fn = tune.with_parameters(single_worker_trial, job=job, data=prep)
     return tune.with_resources(fn, compute.trial_resources())
 
 
@@ -226,7 +226,7 @@ def make_trainable(prep: Prepared, job: BoostJob, compute: Compute, storage: Sto
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def trial_job(prep: Prepared, inp: TuneInput, compute: Compute) -> BoostJob:
+def trial_job(prep: TrainingData, inp: TuneInput, compute: Compute) -> BoostJob:
     """The fixed part of every trial: task params, compute params, rounds, early stopping, reporting."""
     from skills.library.boosting.loop import report_every
     from skills.library.boosting.ray_train import BoostJob
@@ -234,10 +234,10 @@ def trial_job(prep: Prepared, inp: TuneInput, compute: Compute) -> BoostJob:
     params = xgb_params(model_params(prep.task, prep.seed), prep.task, compute)
     every = report_every(inp.max_rounds, reports=20)
     return BoostJob(params, prep.task, prep.target, prep.features, prep.categories, inp.max_rounds,
-                    patience=inp.early_stopping_rounds, every=every, checkpoint=False)
+                    patience=inp.early_stopping_rounds, every=every, checkpoint=False, encoded=prep.encoded)
 
 
-def run_search(ctx: SkillContext, prep: Prepared, inp: TuneInput, compute: Compute, seed: int) -> Any:
+def run_search(ctx: SkillContext, prep: TrainingData, inp: TuneInput, compute: Compute, seed: int) -> Any:
     """Tuner.fit() with the searcher (seeded with `seed`), scheduler, budget and progress callback; returns the
     ResultGrid. Models use the split's seed (settings.seed), so only the search changes with `seed`."""
     from ray import tune
@@ -246,7 +246,8 @@ def run_search(ctx: SkillContext, prep: Prepared, inp: TuneInput, compute: Compu
     storage = ctx.artifacts.storage_for(ctx.key("tune"))
     config = tune.TuneConfig(
         metric=metric_key(prep.task), mode=mode_of(primary_metric(prep.task)),
-        num_samples=inp.num_trials, search_alg=make_searcher(inp.search, seed, inp.num_trials),
+        num_samples=inp.num_trials,
+        search_alg=make_searcher(inp.search, seed, inp.num_trials, compute.max_concurrent_trials),
         scheduler=make_scheduler(inp.scheduler, inp.max_rounds, job.every),
         max_concurrent_trials=compute.max_concurrent_trials, time_budget_s=inp.time_budget_s,
         reuse_actors=compute.reuse_actors)

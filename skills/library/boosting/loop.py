@@ -15,7 +15,7 @@ import numpy as np
 import xgboost as xgb
 
 from skills.errors import SkillError
-from skills.library.boosting.data import VALID, Prepared
+from skills.library.boosting.data import VALID, TrainingData
 from skills.library.boosting.params import mode_of, primary_metric
 
 
@@ -136,12 +136,11 @@ def boost_plain(params: Mapping[str, Any], dtrain: xgb.DMatrix, num_rounds: int)
     return _train(params, dtrain, num_rounds)
 
 
-def fit_local(prep: Prepared, params: Mapping[str, Any], num_rounds: int, *, patience: int, every: int,
+def fit_local(prep: TrainingData, params: Mapping[str, Any], num_rounds: int, *, patience: int, every: int,
               sink: Sink = ignore_event, callbacks: Sequence[xgb.callback.TrainingCallback] = ()) -> FitResult:
     """Train in this process with plain xgboost.train (same params, split and metrics as on Ray)."""
     metric = primary_metric(prep.task)
-    nthread = int(params.get("nthread", 0)) or None
-    dtrain, dvalid = (prep.frame(part).dmatrix(nthread=nthread) for part in ("train", VALID))
+    dtrain, dvalid = prep.dmatrices(params)
     monitor = Monitor(metric, num_rounds, patience=patience, every=every, sink=sink)
     booster = boost(params, dtrain, dvalid, monitor, callbacks=callbacks)
     return FitResult(booster, monitor.history, metric, monitor.stopped_early)

@@ -19,7 +19,7 @@ from skills.errors import SkillError
 from skills.frame import build_frame
 from skills.library.boosting.checkpoints import CheckpointReporter, restore, world_rank
 from skills.library.boosting.compute import Compute
-from skills.library.boosting.data import VALID, Prepared
+from skills.library.boosting.data import PARTS, VALID, TrainingData
 from skills.library.boosting.loop import Event, FitResult, Monitor, Sink, boost, ignore_event
 from skills.library.boosting.params import metric_key, primary_metric
 from skills.library.boosting.relay import relayed_progress
@@ -43,6 +43,7 @@ class BoostJob:
     checkpoint: bool = True
     relay: Any = None  # actor handle that forwards progress to the driver, or None
     callbacks: tuple[xgb.callback.TrainingCallback, ...] = ()
+    encoded: bool = False  # datasets hold encoded batches (`TrainingData.encoded`), else raw columns
 
     def with_params(self, overrides: Mapping[str, Any]) -> BoostJob:
         """The same job with some xgboost params replaced (a Tune trial's config)."""
@@ -61,6 +62,21 @@ def shard_dmatrix(name: str, job: BoostJob) -> xgb.DMatrix:
         nthread=int(job.params.get("nthread", 0)) or None)
 
 
+def worker_dmatrices(job: BoostJob) -> tuple[xgb.DMatrix, xgb.DMatrix]:
+    """This worker's (train, validation) shards: QuantileDMatrix from encoded batches (streamed tables) or DMatrix
+    from raw columns (in-memory tables)."""
+    import ray.train
+
+    if not job.encoded:
+        return shard_dmatrix("train", job), shard_dmatrix(VALID, job)
+    from skills.library.boosting.stream import Encoding, encoded_dmatrices
+
+    batches = {part: ray.train.get_dataset_shard(part).iter_batches(batch_format="numpy", batch_size=None)
+               for part in PARTS}
+    encoding = Encoding(tuple(job.features), job.target, job.task, job.categories, None)
+    return encoded_dmatrices(batches, encoding, job.params)
+
+
 def _relay_sink(relay: Any) -> Sink:
     """Rank 0 pushes its events to the relay actor; other ranks (the same events) stay quiet."""
     def push(event: Event) -> None:
@@ -74,7 +90,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     import ray.train
 
     job: BoostJob = config["job"]
-    dtrain, dvalid = shard_dmatrix("train", job), shard_dmatrix(VALID, job)
+    dtrain, dvalid = worker_dmatrices(job)
     booster, state = restore(ray.train.get_checkpoint())
     restarts = [*state.get("restarts", []), *([booster.num_boosted_rounds()] if booster is not None else [])]
     sink = _relay_sink(job.relay)
@@ -85,14 +101,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     reporter = CheckpointReporter(monitor, metric_key(job.task), job.every, checkpoint=job.checkpoint,
                                   restarts=restarts)
     boost(job.params, dtrain, dvalid, monitor, callbacks=[reporter, *job.callbacks], init=booster)
-
-
-def ray_datasets(prep: Prepared) -> dict[str, Any]:
-    """The train and validation rows as Ray Datasets (raw columns; workers encode them with the model's
-    categories through `build_frame`, so every shard encodes identically)."""
-    import ray.data
-
-    return {"train": ray.data.from_arrow(prep.part("train")), VALID: ray.data.from_arrow(prep.part(VALID))}
 
 
 def make_trainer(job: BoostJob, datasets: Mapping[str, Any], compute: Compute, storage: Storage, *,
@@ -118,12 +126,12 @@ def _training_failed(exc: Exception) -> SkillError:
                            "or run the plan with the local backend")
 
 
-def fit_ray(prep: Prepared, job: BoostJob, compute: Compute, storage: Storage,
+def fit_ray(prep: TrainingData, job: BoostJob, compute: Compute, storage: Storage,
             sink: Sink = ignore_event) -> FitResult:
     """Train with Ray Train's XGBoostTrainer; workers checkpoint every `job.every` rounds into `storage` and a
     restarted worker group resumes from the last checkpoint. Progress events reach `sink` through a relay actor."""
     with relayed_progress(sink) as relay:
-        trainer = make_trainer(replace(job, relay=relay), ray_datasets(prep), compute, storage)
+        trainer = make_trainer(replace(job, relay=relay), prep.datasets(), compute, storage)
         try:
             result = trainer.fit()
         except Exception as exc:  # Ray raises TrainingFailedError and friends; the user gets one clear error

@@ -13,7 +13,7 @@ import xgboost as xgb
 
 from skills.errors import SkillError
 from skills.frame import Frame, build_frame, encode_target
-from skills.library.boosting.data import holdout_split
+from skills.library.boosting.data import HashSplit, holdout_split
 from skills.types import ModelArtifact, Task
 
 if TYPE_CHECKING:
@@ -41,6 +41,11 @@ def validation_rows(table: pa.Table, model_target: str, task: Task, booster: xgb
     info = json.loads(booster.attr(SPLIT_ATTR) or "{}")
     if not info or int(info["rows"]) != table.num_rows:
         return np.arange(table.num_rows)
+    if info.get("rule") == "hash":  # a streamed table's split (`data.HashSplit`), computed from each row alone
+        split = HashSplit.from_info(info)
+        if not set(split.hashed) <= set(table.column_names):
+            return np.arange(table.num_rows)
+        return np.flatnonzero(split.is_valid(table))
     y = encode_target(table.column(model_target), task)
     return holdout_split(y, task, float(info["valid_fraction"]), int(info["seed"]))[1]
 
