@@ -117,6 +117,12 @@ def shard_count(rows: int, settings: RuntimeSettings) -> int:
     return max(1, min(math.ceil(rows / settings.rows_per_shard), settings.max_read_shards))
 
 
+def _keep_audit(ctx: SkillContext, records: list[AuditRecord]) -> None:
+    """A shard task's audit records, into the driver's audit log."""
+    for record in records:
+        ctx.engine.audit.add(record)
+
+
 def read_sharded(ctx: SkillContext, sql: str, key: str | None, shards: int, rows: int, name: str,
                  skill_name: str) -> TableArtifact:
     """Ray tasks read the governed result in `shards` parts into `<step>/<name>/part-NNNNN.parquet`."""
@@ -133,15 +139,13 @@ def read_sharded(ctx: SkillContext, sql: str, key: str | None, shards: int, rows
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             done.append(ray.get(ready[0]))
-            for record in done[-1].audit:
-                ctx.engine.audit.add(record)
+            _keep_audit(ctx, done[-1].audit)
             read = sum(d.rows for d in done)
             ctx.progress(f"read {len(done)}/{shards} shards ({read} rows)", done=read, total=rows, unit="rows")
     except ray.exceptions.RayTaskError as exc:  # the shard's own error (a policy refusal, a query error), not Ray's
         cause = exc.cause
         if isinstance(cause, ShardFailed):
-            for record in cause.audit:
-                ctx.engine.audit.add(record)
+            _keep_audit(ctx, cause.audit)
             raise cause.error from None
         raise SkillError(f"reading a shard of the governed result failed ({type(cause).__name__})",
                          skill=skill_name, hint="see the step's log; the step can be retried") from exc
