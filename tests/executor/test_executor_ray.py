@@ -74,12 +74,18 @@ def test_cancel_stops_a_reporting_task_through_the_relay(run):
 
 
 def test_cancel_interrupts_a_silent_task(run):
-    cancel = threading.Event()
-    threading.Timer(1.0, cancel.set).start()
-    began = time.monotonic()
+    cancel, asked = threading.Event(), []
+
+    def ask() -> None:
+        asked.append(time.monotonic())
+        cancel.set()
+
+    threading.Timer(1.0, ask).start()
     result = run(make_plan(("z", "sleeper", {"ticks": 600, "delay": 0.1})), cancel=cancel)
     assert result.status == "cancelled" and result.steps["z"].status == "cancelled"
-    assert time.monotonic() - began < 8  # the polite cancel, well before the 10 s grace period ends
+    # the polite cancel, well before the 10 s grace period ends (timed from the request: a loaded machine may be
+    # slow to start the task, which is not what this measures)
+    assert time.monotonic() - asked[0] < 8
 
 
 def test_a_blocked_task_is_killed_after_the_grace_period(ray_cluster, engine, artifacts, registry, analyst):
