@@ -33,6 +33,8 @@ class ModelArtifact(BaseModel):
     best_iteration: int | None = None
     metrics: dict[str, float] = Field(default_factory=dict, description="validation metrics at the end of training")
     history: dict[str, list[float]] = Field(default_factory=dict, description="validation metric per round")
+    boost_seconds: float | None = Field(default=None, description="wall time of the boosting rounds alone (no "
+                                        "startup, data loading or DMatrix building)")
     backend: str = "xgboost"
 
 

@@ -131,7 +131,8 @@ def save_model(ctx: SkillContext, prep: TrainingData, params: dict[str, Any], fi
     uri = ctx.artifacts.put_bytes(ctx.key("model.json"), bytes(booster.save_raw("json")))
     return ModelArtifact(uri=uri, task=prep.task, target=prep.target, features=prep.features,
                          categories=prep.categories, params=params, num_rounds=booster.num_boosted_rounds(),
-                         best_iteration=fit.best_iteration, metrics=metrics, history=fit.history)
+                         best_iteration=fit.best_iteration, metrics=metrics, history=fit.history,
+                         boost_seconds=round(fit.seconds, 3))
 
 
 def _cost(inp: TrainInput) -> int:

@@ -85,6 +85,23 @@ def test_trial_concurrency_from_resources(resources, workers, cpus, concurrent):
     assert scaling_for(resources, settings, workers).max_concurrent_trials == concurrent
 
 
+@pytest.mark.parametrize(("resources", "workers", "cpus", "reserved"), [
+    (CPU_NODE, 1, 2, 1.0),  # 1 x 2 on 2 CPUs: the worker reserves 1, Ray Data keeps 1; xgboost still runs 2 threads
+    (CPU_NODE, 2, 1, 0.5),
+    ({"CPU": 4.0}, 2, 2, 1.0),  # 1.5 is not a quantity Ray accepts above 1: whole CPUs
+    ({"CPU": 16.0}, 4, 4, 3.0),
+    (CPU_NODE, 1, 1, 1.0),  # a CPU is free anyway: the reservation is what was asked for
+    ({"CPU": 8.0}, 2, 2, 2.0),
+    ({}, 1, 4, 4.0),  # nothing known (Ray not up): what was asked for
+])
+def test_training_workers_leave_ray_data_a_cpu(resources, workers, cpus, reserved):
+    compute = scaling_for(resources, RuntimeSettings(cpus_per_worker=cpus), workers)
+    assert compute.scaling_config().resources_per_worker == {"CPU": reserved}
+    assert compute.xgb_params()["nthread"] == cpus
+    if resources:  # at least one CPU of the cluster is never reserved by the workers
+        assert resources["CPU"] - workers * reserved >= 1.0
+
+
 def test_train_xgboost_trainer_asks_for_gpus(tmp_path):
     compute = scaling_for(GPU_NODE, RuntimeSettings(num_workers=2))
     params = xgb_params(model_params("classification", 0), "classification", compute)

@@ -1,6 +1,8 @@
 """train_xgboost on real churn data: in process and on a real local Ray cluster, with identical results."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pyarrow.compute as pc
 import pytest
@@ -94,12 +96,17 @@ def test_on_ray_train_equals_in_process(tmp_path, ray_cluster):
     on_ray = make_harness(tmp_path / "ray", compute="ray")
     request = dict(num_rounds=60, early_stopping_rounds=10, params={"eta": 0.2, "max_depth": 4}, **CHURN)
     expected = train_xgboost(local.ctx, TrainInput(table=local.table(), **request)).model
+    started = time.perf_counter()
     got = train_xgboost(on_ray.ctx, TrainInput(table=on_ray.table(), **request)).model
+    step_seconds = time.perf_counter() - started
     # same params, split, data encoding and early stopping: the same model, round for round
     assert got.num_rounds == expected.num_rounds and got.best_iteration == expected.best_iteration
     np.testing.assert_allclose(got.history["auc"], expected.history["auc"], rtol=0, atol=1e-9)
     assert got.metrics == pytest.approx(expected.metrics, abs=1e-9)
     rounds = on_ray.progress("rounds")  # relayed from the training worker
     assert rounds and rounds[-1].done == len(got.history["auc"])
+    for model in (expected, got):  # the boosting rounds' own time, carried through the checkpoint on Ray
+        assert model.boost_seconds is not None and model.boost_seconds > 0
+    assert got.boost_seconds < step_seconds  # Ray Train's startup and the data loading are not boosting
     store = on_ray.ctx.artifacts.local_path(on_ray.ctx.key("checkpoints"))
     assert any(p.name.startswith("checkpoint_") for p in store.rglob("checkpoint_*"))  # checkpoints in the store

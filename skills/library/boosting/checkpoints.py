@@ -69,7 +69,7 @@ class CheckpointReporter(RayTrainReportCallback):
     def _checkpoint_dir(self, model: xgb.Booster) -> str:
         path = tempfile.mkdtemp(prefix="agentml-ckpt-")
         model.save_model(os.path.join(path, MODEL_FILE))
-        state = {"history": self._monitor.history, "restarts": self._restarts}
+        state = {"history": self._monitor.history, "restarts": self._restarts, "seconds": self._monitor.seconds}
         Path(path, STATE_FILE).write_text(json.dumps(state))
         return path
 

@@ -25,6 +25,7 @@ class Compute:
     cpus_per_worker: int = 1
     use_gpu: bool = False
     max_concurrent_trials: int = 1
+    reserved_cpus: float | None = None  # logical CPUs each worker reserves in Ray; None = cpus_per_worker
 
     def xgb_params(self) -> dict[str, Any]:
         """xgboost's device and thread count: CUDA hist on GPU workers."""
@@ -32,7 +33,8 @@ class Compute:
 
     def worker_resources(self) -> dict[str, float]:
         """Ray resources of one training worker."""
-        resources: dict[str, float] = {"CPU": float(self.cpus_per_worker)}
+        reserved = self.cpus_per_worker if self.reserved_cpus is None else self.reserved_cpus
+        resources: dict[str, float] = {"CPU": float(reserved)}
         if self.use_gpu:
             resources["GPU"] = 1.0
         return resources
@@ -71,9 +73,26 @@ def scaling_for(resources: Mapping[str, float], settings: RuntimeSettings, num_w
     workers = max(1, num_workers or settings.num_workers)
     cpus = max(1, settings.cpus_per_worker)
     gpu = settings.gpu_for(resources)
-    by_cpu = int(max(float(resources.get("CPU", 0.0)) - 1.0, 0.0) // (workers * cpus))
+    total = float(resources.get("CPU", 0.0))
+    by_cpu = int(max(total - 1.0, 0.0) // (workers * cpus))
     concurrent = min(by_cpu, int(float(resources.get("GPU", 0.0)) // workers)) if gpu else by_cpu
-    return Compute(num_workers=workers, cpus_per_worker=cpus, use_gpu=gpu, max_concurrent_trials=max(1, concurrent))
+    return Compute(num_workers=workers, cpus_per_worker=cpus, use_gpu=gpu, max_concurrent_trials=max(1, concurrent),
+                   reserved_cpus=data_room(total, workers, cpus))
+
+
+def data_room(total: float, workers: int, cpus: int) -> float | None:
+    """CPUs each worker reserves so that one CPU of the cluster stays free for Ray Data, or None (all of
+    `cpus`) when that one is free anyway.
+
+    A streamed table reaches the workers through Ray Data tasks (read, split, encode), and Ray Train hands the
+    workers' reservation to Ray Data as resources it may not use: workers that reserve every CPU leave Ray Data a
+    budget of zero and the run waits forever (seen with 1 worker x 2 CPUs on a 2-CPU machine). The workers then
+    reserve less, whole CPUs above one (Ray's rule for fractions), while xgboost still runs `cpus` threads: the data
+    tasks end before the first boosting round."""
+    if total <= 1.0 or workers * cpus < total:
+        return None
+    share = (total - 1.0) / workers
+    return float(int(share)) if share >= 1.0 else max(round(share, 2), 0.01)
 
 
 def cluster_compute(settings: RuntimeSettings, num_workers: int | None = None) -> Compute:

@@ -7,6 +7,7 @@ from a checkpoint stops exactly where an uninterrupted run would. `boost` is the
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,10 +64,13 @@ class Monitor(xgb.callback.TrainingCallback):
     which a checkpoint carries: a worker restarted from a checkpoint stops exactly where an uninterrupted run would."""
 
     def __init__(self, metric: str, total: int, *, patience: int = 0, every: int = 10,
-                 sink: Sink = ignore_event, history: Mapping[str, list[float]] | None = None) -> None:
+                 sink: Sink = ignore_event, history: Mapping[str, list[float]] | None = None,
+                 seconds: float = 0.0) -> None:
         self.metric, self.total, self.patience, self.every, self.sink = metric, total, patience, every, sink
         self.history: dict[str, list[float]] = {k: list(v) for k, v in (history or {}).items()}
         self.stopped_early = False
+        self.seconds = seconds  # wall time of the boosting rounds alone (before a restart too)
+        self._carried, self._started = seconds, time.perf_counter()
 
     @property
     def rounds(self) -> int:
@@ -84,7 +88,12 @@ class Monitor(xgb.callback.TrainingCallback):
         """True once the best round is `patience` rounds behind."""
         return self.patience > 0 and self.rounds - 1 - best_iteration(self.history, self.metric) >= self.patience
 
+    def before_training(self, model: xgb.Booster) -> xgb.Booster:
+        self._started = time.perf_counter()  # the DMatrix is built: from here on the time is boosting
+        return model
+
     def after_iteration(self, model: xgb.Booster, epoch: int, evals_log: Mapping[str, Any]) -> bool:
+        self.seconds = self._carried + time.perf_counter() - self._started
         for name, values in evals_log.get(VALID, {}).items():
             self.history.setdefault(name, []).append(float(values[-1]))
         self.stopped_early = self.should_stop()
@@ -103,6 +112,7 @@ class FitResult:
     metric: str
     stopped_early: bool = False
     restarts: list[int] = field(default_factory=list)
+    seconds: float = 0.0  # wall time of the boosting rounds alone: no startup, no data loading, no DMatrix
 
     @property
     def best_iteration(self) -> int:
@@ -143,5 +153,5 @@ def fit_local(prep: TrainingData, params: Mapping[str, Any], num_rounds: int, *,
     dtrain, dvalid = prep.dmatrices(params)
     monitor = Monitor(metric, num_rounds, patience=patience, every=every, sink=sink)
     booster = boost(params, dtrain, dvalid, monitor, callbacks=callbacks)
-    return FitResult(booster, monitor.history, metric, monitor.stopped_early)
+    return FitResult(booster, monitor.history, metric, monitor.stopped_early, seconds=monitor.seconds)
 

@@ -95,7 +95,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     restarts = [*state.get("restarts", []), *([booster.num_boosted_rounds()] if booster is not None else [])]
     sink = _relay_sink(job.relay)
     monitor = Monitor(primary_metric(job.task), job.num_rounds, patience=job.patience, every=job.every, sink=sink,
-                      history=state.get("history"))
+                      history=state.get("history"), seconds=float(state.get("seconds") or 0.0))
     if booster is not None:
         sink(replace(monitor.event(), restarted_from=booster.num_boosted_rounds()))
     reporter = CheckpointReporter(monitor, metric_key(job.task), job.every, checkpoint=job.checkpoint,
@@ -140,4 +140,5 @@ def fit_ray(prep: TrainingData, job: BoostJob, compute: Compute, storage: Storag
     if booster is None:
         raise SkillError("distributed training finished without a checkpoint", hint="retry the step")
     monitor = Monitor(primary_metric(prep.task), job.num_rounds, patience=job.patience, history=state["history"])
-    return FitResult(booster, monitor.history, monitor.metric, monitor.should_stop(), list(state.get("restarts", [])))
+    return FitResult(booster, monitor.history, monitor.metric, monitor.should_stop(), list(state.get("restarts", [])),
+                     seconds=float(state.get("seconds") or 0.0))
