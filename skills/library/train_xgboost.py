@@ -103,6 +103,7 @@ def fit_model(ctx: SkillContext, prep: TrainingData, params: dict[str, Any], num
     from skills.library.boosting.loop import fit_local, report_every
 
     compute = compute_for(ctx, num_workers)
+    compute = compute.streaming() if prep.encoded else compute
     stored = model_params(prep.task, prep.seed, params)
     full = xgb_params(stored, prep.task, compute)
     every = report_every(num_rounds)

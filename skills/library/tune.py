@@ -307,6 +307,7 @@ def tune(ctx: SkillContext, inp: TuneInput) -> TuneOutput:
     seed = ctx.settings.seed if inp.seed is None else inp.seed
     prep = load_prepared(ctx, inp.table, inp.target, inp.task, inp.features, inp.exclude, inp.valid_fraction)
     compute = cluster_compute(ctx.settings, inp.num_workers)  # trials always run on the cluster
+    compute = compute.streaming() if prep.encoded else compute
     grid = run_search(ctx, prep, inp, compute, seed)
     key = metric_key(prep.task)
     trials = [trial_summary(result, key, inp.max_rounds) for result in grid]

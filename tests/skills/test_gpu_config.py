@@ -94,9 +94,12 @@ def test_trial_concurrency_from_resources(resources, workers, cpus, concurrent):
     ({"CPU": 8.0}, 2, 2, 2.0),
     ({}, 1, 4, 4.0),  # nothing known (Ray not up): what was asked for
 ])
-def test_training_workers_leave_ray_data_a_cpu(resources, workers, cpus, reserved):
-    compute = scaling_for(resources, RuntimeSettings(cpus_per_worker=cpus), workers)
+def test_training_on_a_streamed_table_leaves_ray_data_a_cpu(resources, workers, cpus, reserved):
+    whole = scaling_for(resources, RuntimeSettings(cpus_per_worker=cpus), workers)
+    assert whole.scaling_config().resources_per_worker == {"CPU": cpus}  # in-memory tables: whole CPUs, as asked
+    compute = whole.streaming()
     assert compute.scaling_config().resources_per_worker == {"CPU": reserved}
+    assert compute.trial_resources()["cpu"] == (reserved if workers == 1 else 0.0)
     assert compute.xgb_params()["nthread"] == cpus
     if resources:  # at least one CPU of the cluster is never reserved by the workers
         assert resources["CPU"] - workers * reserved >= 1.0

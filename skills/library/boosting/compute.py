@@ -7,7 +7,7 @@ check, for skills that run on Ray whatever the backend, that the executor has st
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from skills.context import RuntimeSettings
@@ -26,6 +26,13 @@ class Compute:
     use_gpu: bool = False
     max_concurrent_trials: int = 1
     reserved_cpus: float | None = None  # logical CPUs each worker reserves in Ray; None = cpus_per_worker
+    room_cpus: float | None = None  # what each worker reserves for a streamed table (`data_room`)
+
+    def streaming(self) -> Compute:
+        """This compute for a table streamed through Ray Data: workers that would reserve every CPU of the cluster
+        reserve `room_cpus` instead (see `data_room`). In-memory tables need no Data tasks and keep whole CPUs (which
+        also keeps one worker per node on a cluster of small nodes)."""
+        return replace(self, reserved_cpus=self.room_cpus)
 
     def xgb_params(self) -> dict[str, Any]:
         """xgboost's device and thread count: CUDA hist on GPU workers."""
@@ -77,7 +84,7 @@ def scaling_for(resources: Mapping[str, float], settings: RuntimeSettings, num_w
     by_cpu = int(max(total - 1.0, 0.0) // (workers * cpus))
     concurrent = min(by_cpu, int(float(resources.get("GPU", 0.0)) // workers)) if gpu else by_cpu
     return Compute(num_workers=workers, cpus_per_worker=cpus, use_gpu=gpu, max_concurrent_trials=max(1, concurrent),
-                   reserved_cpus=data_room(total, workers, cpus))
+                   room_cpus=data_room(total, workers, cpus))
 
 
 def data_room(total: float, workers: int, cpus: int) -> float | None:
