@@ -221,6 +221,7 @@ class _Loop:
     budget_rounds: int | None = None
     kept_specs: list[dict[str, Any]] = field(default_factory=list)
     tried: dict[str, object] = field(default_factory=dict)
+    dropped: set[str] = field(default_factory=set)  # features of raced groups that were not kept
     run_ids: list[str] = field(default_factory=list)
 
     # -- views on the current model
@@ -271,8 +272,9 @@ def _excluded(plan: Plan) -> list[str]:
 
 def _orient(loop: _Loop) -> Orientation:
     table = loop.table()
+    columns = [c for c in table.get("columns") or [] if c not in loop.dropped]  # a rejected group's are not kept
     return orient(loop.catalog, base_table=loop.base.table, key=loop.base.key, cutoff=loop.base.cutoff,
-                  table_columns=table.get("columns") or [], model_features=loop.model["features"],
+                  table_columns=columns, model_features=loop.model["features"],
                   target=loop.model["target"], drivers=loop.drivers(), excluded=_excluded(loop.plan))
 
 
@@ -398,6 +400,7 @@ def _iterate(loop: _Loop, i: int) -> Iteration | None:
                    ideas=[f"{c.motivation or c.source} -> {c.name}" for c in candidates])
     race = loop.run([_features_step(loop, i, candidates), _race_step(loop, i, candidates, rounds)])  # act
     _record_race(it, race.steps[f"ooda{i}_race"].outputs or {}, candidates)
+    loop.dropped.update(s["name"] for c in candidates if c.name not in it.accepted for s in c.specs)
     if it.accepted:
         _act(loop, i, candidates, it)
     it.metric_value = loop.metric()[1]
