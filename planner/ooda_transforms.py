@@ -145,7 +145,7 @@ def _slice_ideas(o: Orientation, s: Mapping[str, Any], rank: int) -> list[_Idea]
     ideas: list[_Idea] = []
     if kind == "number":
         partners = [d for d in o.drivers if d != column][:PARTNERS]
-        ideas += [_Idea(min(i, 1), rank, interaction(column, d, f"{why} -> with top driver {d}"))
+        ideas += [_Idea(min(i, 1), rank, interaction(column, d, f"{why}, with top driver {d}"))
                   for i, d in enumerate(partners)]
         if text == MISSING:
             ideas.append(_Idea(0, rank, missing_flag(column, why)))
@@ -154,7 +154,7 @@ def _slice_ideas(o: Orientation, s: Mapping[str, Any], rank: int) -> list[_Idea]
     elif kind == "category":
         if column_kind(o.columns.get(column) or "") != "boolean":
             ideas.append(_Idea(0, rank, frequency(column, why)))
-        ideas += [_Idea(1, rank, group_stats(column, d, f"{why} -> with top driver {d}"))
+        ideas += [_Idea(1, rank, group_stats(column, d, f"{why}, with top driver {d}"))
                   for d in o.drivers[:PARTNERS]]
     elif kind == "date":
         ideas.append(_Idea(0, rank, date_parts(column, why)))

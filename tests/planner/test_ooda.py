@@ -310,7 +310,7 @@ def test_slices_and_drivers_become_motivated_transformations_of_the_table() -> N
         "interact_c_a", "c_missing", "interact_a_b", "seg_freq", "opened_parts",  # each slice's main idea, worst first
         "interact_c_b", "a_bin", "a_by_seg", "b_by_seg", "ratios_a_b_c"]         # then the further ideas
     by_name = {g.name: g for g in groups}
-    assert by_name["interact_c_a"].motivation == "slice c = (missing) (error x2.00, 40 rows) -> with top driver a"
+    assert by_name["interact_c_a"].motivation == "slice c = (missing) (error x2.00, 40 rows), with top driver a"
     assert by_name["a_bin"].motivation.startswith("slice a in [1.2, 3.5]")
     assert by_name["a_bin"].specs == [{"kind": "bin", "name": "a_bin", "column": "a", "edges": [1.2, 3.5]}]
     assert [s["part"] for s in by_name["opened_parts"].specs] == ["year", "month", "dayofweek"]
