@@ -1,8 +1,11 @@
 """The OODA loop: the planner improves a model it has trained by extending the plan it ran.
 
 Observe: the residuals step's worst slices. Orient: from the principal's catalog, related tables reachable by the
-entity key with a time column, unused numeric columns, the top drivers (`planner.ooda_rules.orient`). Decide:
-candidate feature groups from rule generators, plus LLM proposals when a model is configured. Act: extend the plan
+entity key with a time column, unused numeric columns, the columns transformations may use, the top drivers
+(`planner.ooda_rules.orient`). Decide: candidate feature groups from rule generators (history features, then
+transformations of the training table's own columns suggested by the slices and drivers: `planner.ooda_transforms`),
+plus LLM proposals when a model is configured; each says what motivated it. Without an entity key the loop still
+runs: transformations are computed on the same rows and need no join. Act: extend the plan
 with a `features` step computing every candidate and a `race_features` step (ASHA race, then a paired test over CV
 folds) and, when a group is accepted, retrain + evaluate + explain + residuals on the new feature set.
 
@@ -45,6 +48,7 @@ class CandidateScore(BaseModel):
     description: str
     source: str
     features: list[str]
+    motivation: str = Field(default="", description="the residual slice, driver or column that suggested it")
     race_metric: float | None = None
     race_rounds: int = 0
     stopped_early: bool = False
@@ -61,6 +65,7 @@ class Iteration(BaseModel):
     index: int
     observed: list[dict[str, Any]] = Field(default_factory=list, description="worst residual slices")
     oriented: dict[str, Any] = Field(default_factory=dict)
+    ideas: list[str] = Field(default_factory=list, description='what suggested each candidate: "slice X -> idea Y"')
     candidates: list[CandidateScore] = Field(default_factory=list)
     accepted: list[str] = Field(default_factory=list, description="names of the accepted groups")
     accepted_features: list[str] = Field(default_factory=list)
@@ -216,6 +221,7 @@ class _Loop:
     budget_rounds: int | None = None
     kept_specs: list[dict[str, Any]] = field(default_factory=list)
     tried: dict[str, object] = field(default_factory=dict)
+    dropped: set[str] = field(default_factory=set)  # features of raced groups that were not kept
     run_ids: list[str] = field(default_factory=list)
 
     # -- views on the current model
@@ -258,16 +264,23 @@ class _Loop:
         return result
 
 
+def _excluded(plan: Plan) -> list[str]:
+    """Columns any training step of the plan was told to leave out (literal `exclude` inputs): never transformed."""
+    return [c for s in plan.steps if s.skill in TRAIN_SKILLS and isinstance(s.inputs.get("exclude"), list)
+            for c in s.inputs["exclude"] if isinstance(c, str)]
+
+
 def _orient(loop: _Loop) -> Orientation:
     table = loop.table()
+    columns = [c for c in table.get("columns") or [] if c not in loop.dropped]  # a rejected group's are not kept
     return orient(loop.catalog, base_table=loop.base.table, key=loop.base.key, cutoff=loop.base.cutoff,
-                  table_columns=table.get("columns") or [], model_features=loop.model["features"],
-                  target=loop.model["target"], drivers=loop.drivers())
+                  table_columns=columns, model_features=loop.model["features"],
+                  target=loop.model["target"], drivers=loop.drivers(), excluded=_excluded(loop.plan))
 
 
 def _candidates(loop: _Loop, o: Orientation, slices: list[dict[str, Any]]) -> list[Candidate]:
     taken = {**loop.tried, **{c: 1 for c in loop.table().get("columns") or []}}
-    found = decide(o, taken, loop.config.max_candidates)
+    found = decide(o, taken, loop.config.max_candidates, slices=loop.slices())
     if loop.config.llm_model:
         from planner.ooda_llm import propose
 
@@ -351,7 +364,7 @@ def _scores(race: dict[str, Any], candidates: list[Candidate]) -> list[Candidate
     for g in race["groups"]:
         c = by_name[g["name"]]
         out.append(CandidateScore(
-            name=c.name, description=c.description, source=c.source, features=c.features,
+            name=c.name, description=c.description, source=c.source, features=c.features, motivation=c.motivation,
             race_metric=g.get("race_metric"), race_rounds=g.get("race_rounds", 0),
             stopped_early=g.get("stopped_early", False), cv_delta=g.get("cv_delta"), p_value=g.get("p_value"),
             accepted=g.get("accepted", False), reason=g.get("reason", "")))
@@ -383,9 +396,11 @@ def _iterate(loop: _Loop, i: int) -> Iteration | None:
                     f"{MIN_RACE_ROUNDS} (raise --budget-rounds)")
     loop.tried.update({c.name: 1 for c in candidates})
     metric, before = loop.metric()
-    it = Iteration(index=i, observed=slices, oriented=o.summary(), metric_name=metric, baseline_value=before)
+    it = Iteration(index=i, observed=slices, oriented=o.summary(), metric_name=metric, baseline_value=before,
+                   ideas=[f"{c.motivation or c.source} -> {c.name}" for c in candidates])
     race = loop.run([_features_step(loop, i, candidates), _race_step(loop, i, candidates, rounds)])  # act
     _record_race(it, race.steps[f"ooda{i}_race"].outputs or {}, candidates)
+    loop.dropped.update(s["name"] for c in candidates if c.name not in it.accepted for s in c.specs)
     if it.accepted:
         _act(loop, i, candidates, it)
     it.metric_value = loop.metric()[1]
@@ -471,9 +486,6 @@ def _loop(loop: _Loop, res: OodaResult) -> str:
     """Iterate until done; returns why the loop stopped."""
     if loop.config.iterations <= 0:
         return "no iterations asked for"
-    if not loop.base.key:
-        return ("the training table has no entity key column (like customer_id), so no new feature can be joined "
-                "to its rows: select an id column in the query and name it as the query's `key`")
     for i in range(1, loop.config.iterations + 1):
         try:
             it = _iterate(loop, i)
@@ -488,7 +500,9 @@ def _loop(loop: _Loop, res: OodaResult) -> str:
                 res.failed_kind = failed.error_type
             return "a run failed"
         if it is None:
-            return "no untried candidate features left"
+            return "no untried candidate features left" + ("" if loop.base.key else (
+                " (the training table has no entity key column, so only transformations of its own columns can be "
+                "tried, no history joined by key)"))
         res.iterations.append(it)
         if not it.accepted:
             return "nothing was accepted in the last iteration"

@@ -37,6 +37,11 @@ A FeatureSpec is one of:
 {"kind": "lag", "name": N, "table": T, "key": K, "time": TIME, "column": C, "periods": P}
 {"kind": "trend", "name": N, "table": T, "key": K, "time": TIME, "column": C, "window_days": D}
 {"kind": "ratio"|"difference"|"sum"|"product", "name": N, "left": BASE_COLUMN, "right": BASE_COLUMN}
+{"kind": "encode", "name": N, "column": BASE_COLUMN, "method": "frequency|one_hot"}
+{"kind": "missing", "name": N, "column": BASE_COLUMN}
+{"kind": "bin", "name": N, "column": BASE_COLUMN, "quantiles": Q}
+{"kind": "date_part", "name": N, "column": BASE_COLUMN, "part": "year|quarter|month|day|dayofweek|dayofyear|hour"}
+{"kind": "group", "name": N, "column": BASE_COLUMN, "value": NUMERIC_BASE_COLUMN, "agg": "avg|min|max|stddev"}
 Use only the tables and columns listed. Feature names must be new snake_case identifiers."""
 
 
@@ -77,16 +82,15 @@ def prompt_text(o: Orientation, catalog: Mapping[str, Mapping[str, str]], model:
 
 def _spec_ok(spec: Any, o: Orientation, catalog: Mapping[str, Mapping[str, str]]) -> bool:
     """Schema-valid, and naming only tables/columns the principal may see (related tables or base columns)."""
-    from skills.feature_specs import ArithmeticSpec, EncodeSpec, FeatureSpec
+    from skills.feature_specs import FeatureSpec, RelatedSpec
 
     try:
         parsed = TypeAdapter(FeatureSpec).validate_python(spec)
     except ValidationError:
         return False
-    if isinstance(parsed, ArithmeticSpec | EncodeSpec):
+    if not isinstance(parsed, RelatedSpec):
         base = {c.lower() for c in catalog.get(o.base_table or "", {})}
-        operands = [parsed.column] if isinstance(parsed, EncodeSpec) else [parsed.left, parsed.right]
-        return all(x.lower() in base for x in operands)
+        return all(x.lower() in base for x in parsed.operands())
     cols = {c.lower() for c in catalog.get(parsed.table, {})}
     return parsed.table in {r.table for r in o.related} and \
         {parsed.key.lower(), parsed.time.lower(), parsed.column.lower()} <= cols

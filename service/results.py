@@ -36,6 +36,7 @@ class IterationSummary(BaseModel):
     baseline_value: float | None = None
     metric_value: float | None = None
     observed: list[dict[str, Any]] = Field(default_factory=list, description="the worst residual slices")
+    ideas: list[str] = Field(default_factory=list, description='what suggested each candidate: "slice X -> idea Y"')
     why: str = ""
     race: dict[str, Any] = Field(default_factory=dict)
     run_ids: list[str] = Field(default_factory=list)

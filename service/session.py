@@ -99,7 +99,7 @@ def iteration_rows(ooda: OodaResult | None) -> list[dict[str, Any]]:
     rows = []
     for it in ooda.iterations if ooda else []:
         for c in it.candidates:
-            rows.append({"iteration": it.index, "candidates": c.name, "source": c.source,
+            rows.append({"iteration": it.index, "candidates": c.name, "source": c.source, "motivation": c.motivation,
                          "score": c.race_metric, "rounds": c.race_rounds, "stopped_early": c.stopped_early,
                          "cv_delta": c.cv_delta, "p_value": c.p_value, "accepted": c.accepted, "reason": c.reason})
     return rows
@@ -111,7 +111,7 @@ def _iterations_json(ooda: OodaResult | None) -> list[dict[str, Any]]:
         out.append({"index": it.index, "candidates": [c.model_dump() for c in it.candidates],
                     "accepted": it.accepted, "accepted_features": it.accepted_features,
                     "metric_name": it.metric_name, "baseline_value": it.baseline_value,
-                    "metric_value": it.metric_value, "observed": it.observed, "why": it.why,
+                    "metric_value": it.metric_value, "observed": it.observed, "ideas": it.ideas, "why": it.why,
                     "race": it.race, "run_ids": it.run_ids, "seconds": it.seconds})
     return out
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 _NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"  # also a valid xgboost feature name (no [, ] or <)
 
@@ -54,14 +54,74 @@ class ArithmeticSpec(_Spec):
     left: str
     right: str
 
+    def operands(self) -> list[str]:
+        """The base columns or earlier features the spec reads."""
+        return [self.left, self.right]
 
-class EncodeSpec(_Spec):
-    """Category encoding of a base column: share of rows with the same value, or one 0/1 column per frequent level."""
+
+class _ColumnSpec(_Spec):
+    column: str = Field(description="base column (or earlier feature) the feature is computed from")
+
+    def operands(self) -> list[str]:
+        """The base columns or earlier features the spec reads."""
+        return [self.column]
+
+
+class EncodeSpec(_ColumnSpec):
+    """Category encoding of a base column: share of rows with the same value (the count per level over the row
+    count), or one 0/1 column per frequent level."""
 
     kind: Literal["encode"] = "encode"
-    column: str
     method: Literal["frequency", "one_hot"] = "frequency"
 
 
+class MissingSpec(_ColumnSpec):
+    """1 where `column` is null, else 0: "not recorded" as a signal of its own."""
+
+    kind: Literal["missing"] = "missing"
+
+
+class BinSpec(_ColumnSpec):
+    """Index of the bin `column` falls in: 0 below the first edge, k at or above the k-th (null stays null). The
+    edges are fixed (`edges`) or the inner quantiles of the column (`quantiles` equal-count bins, computed from the
+    governed rows when the features are built)."""
+
+    kind: Literal["bin"] = "bin"
+    edges: list[float] | None = Field(default=None, min_length=1, max_length=50)
+    quantiles: int | None = Field(default=None, ge=2, le=50)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> BinSpec:
+        if (self.edges is None) == (self.quantiles is None):
+            raise ValueError("give either `edges` (fixed bin edges) or `quantiles` (number of equal-count bins)")
+        return self
+
+
+DATE_PARTS = ("year", "quarter", "month", "day", "dayofweek", "dayofyear", "hour")
+
+
+class DatePartSpec(_ColumnSpec):
+    """A calendar part of a DATE/TIMESTAMP column (or of a text column holding dates; unparseable text -> null)."""
+
+    kind: Literal["date_part"] = "date_part"
+    part: Literal["year", "quarter", "month", "day", "dayofweek", "dayofyear", "hour"] = "month"
+
+
+class GroupSpec(_ColumnSpec):
+    """Aggregate of the numeric `value` over the rows sharing this row's level of `column` (the group's mean,
+    extremes or spread); pair it with a `difference` to get a value relative to its group."""
+
+    kind: Literal["group"] = "group"
+    value: str
+    agg: Literal["avg", "min", "max", "stddev"] = "avg"
+
+    def operands(self) -> list[str]:
+        """The base columns or earlier features the spec reads."""
+        return [self.column, self.value]
+
+
 RelatedSpec = WindowSpec | LagSpec | TrendSpec
-FeatureSpec = Annotated[WindowSpec | LagSpec | TrendSpec | ArithmeticSpec | EncodeSpec, Field(discriminator="kind")]
+BaseSpec = ArithmeticSpec | EncodeSpec | MissingSpec | BinSpec | DatePartSpec | GroupSpec
+"""Specs computed from the base rows alone: no join, no key, no cutoff needed."""
+FeatureSpec = Annotated[WindowSpec | LagSpec | TrendSpec | ArithmeticSpec | EncodeSpec | MissingSpec | BinSpec |
+                        DatePartSpec | GroupSpec, Field(discriminator="kind")]

@@ -86,10 +86,10 @@ def ooda_panel(ooda: Any) -> Panel | None:
             for it in iterations]
     table = rpt.table(["iteration", "candidates", "accepted", "metric", "before", "after", "gain", "why"], rows)
     candidates = [[it.get("index"), c.get("name"), c.get("race_metric"), c.get("cv_delta"), c.get("p_value"),
-                   c.get("stopped_early"), c.get("accepted"), c.get("reason")]
+                   c.get("stopped_early"), c.get("accepted"), c.get("reason"), c.get("motivation")]
                   for it in iterations for c in it.get("candidates") or [] if isinstance(c, Mapping)]
     detail = rpt.table(["iteration", "candidate", "race metric", "CV delta", "p", "stopped early", "accepted",
-                        "reason"], candidates) if candidates else ""
+                        "reason", "motivated by"], candidates) if candidates else ""
     chart = rpt.race_chart([{"iteration": c[0], "candidates": c[1], "score": c[2], "accepted": c[6]}
                             for c in candidates])
     return Panel("ooda", rpt.section("Improvement loop (OODA)", state, table if rows else "", chart, detail))

@@ -1,13 +1,19 @@
 """`features`: declarative feature specs compiled to ONE governed SQL statement.
 
 The base query becomes a CTE; each feature is an expression over its rows: a correlated subquery over a related table
-for time-based features (window, lag, trend), arithmetic or a window function over base columns for the others.
+for time-based features (window, lag, trend), arithmetic, CASE or a window function over base columns for the others
+(ratios and products, category frequencies, missing-value flags, bins, date parts, group aggregates). Base-column
+features need no key: without one the rows keep the base query's order (a row number taken in the CTE).
 The statement is built from sqlglot expressions (identifiers quoted, user values as literal nodes, never string
 formatting) and run with `ctx.sql`, so governance rewrites every table reference: row filters apply and a feature
 built on a masked column is computed from the masked values (masks apply before aggregates).
 
 Time-based features only ever read rows strictly before each row's cutoff (an ISO date, or a base column holding the
 label time); `check_leakage` refuses specs that could read at or after it, before anything runs.
+
+There is no target encoding: the rows are built once and then split into folds by later steps, so a level's mean
+target computed here would carry the held-out rows' labels into the training rows' features (and new rows to score
+have no target to encode from).
 """
 from __future__ import annotations
 
@@ -24,9 +30,14 @@ from skills.context import SkillContext
 from skills.errors import SkillError
 from skills.feature_specs import (
     ArithmeticSpec,
+    BaseSpec,
+    BinSpec,
+    DatePartSpec,
     EncodeSpec,
     FeatureSpec,
+    GroupSpec,
     LagSpec,
+    MissingSpec,
     RelatedSpec,
     TrendSpec,
     WindowSpec,
@@ -39,10 +50,13 @@ from skills.types import TableArtifact
 BASE = "__base"  # CTE holding the base query
 ROW = "__b"      # alias of the base row a feature is computed for
 REL = "__r"      # alias of the related table inside a correlated subquery
+ROW_NUMBER = "__row"  # the base query's row order, kept when there is no key to order by
 MAX_ONE_HOT_LEVELS = 20
 _NUMERIC = re.compile(r"^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|UHUGEINT|"
                       r"FLOAT|REAL|DOUBLE|DECIMAL|NUMERIC|INT\d*|FLOAT\d*)", re.IGNORECASE)
 _TEMPORAL = re.compile(r"^(DATE|TIMESTAMP)", re.IGNORECASE)
+_EXTRACT_PARTS = {"year": "YEAR", "quarter": "QUARTER", "month": "MONTH", "day": "DAY", "dayofweek": "DOW",
+                  "dayofyear": "DOY", "hour": "HOUR"}  # EXTRACT names DuckDB and PostgreSQL share
 
 
 class FeaturesInput(BaseModel):
@@ -50,7 +64,8 @@ class FeaturesInput(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     base_sql: str = Field(description="SELECT giving the base rows; its columns are kept")
-    key: str = Field(description="entity key column of the base query, matched to each related table's `key`")
+    key: str | None = Field(default=None, description="entity key column of the base query, matched to each related "
+                            "table's `key`; needed only by features over related tables")
     specs: list[FeatureSpec] = Field(min_length=1)
     cutoff: str | None = Field(default=None, description="ISO date, or a base column with each row's label time")
 
@@ -124,23 +139,30 @@ def _related_problems(spec: RelatedSpec, catalog: Mapping[str, Mapping[str, str]
     return problems
 
 
-def _base_problems(spec: FeatureSpec, base: Mapping[str, str], earlier: set[str]) -> list[str]:
-    if isinstance(spec, ArithmeticSpec):
-        operands = [spec.left, spec.right]
-    elif isinstance(spec, EncodeSpec):
-        operands = [spec.column]
-    else:
-        return []
-    return [f"feature {spec.name!r}: {name!r} is neither a column of the base query nor an earlier feature"
-            f"{_suggest(name, [*base, *earlier])}" for name in operands
-            if _lookup(base, name) is None and name not in earlier]
+def _base_problems(spec: BaseSpec, base: Mapping[str, str], earlier: set[str]) -> list[str]:
+    problems = [f"feature {spec.name!r}: {name!r} is neither a column of the base query nor an earlier feature"
+                f"{_suggest(name, [*base, *earlier])}" for name in spec.operands()
+                if _lookup(base, name) is None and name not in earlier]
+    kind = _lookup(base, spec.column) if isinstance(spec, DatePartSpec | BinSpec) else None
+    if isinstance(spec, DatePartSpec) and kind is not None and (_NUMERIC.match(kind) or kind.startswith("BOOL")):
+        problems.append(f"feature {spec.name!r}: column {spec.column!r} is {kind}, not a date, timestamp or text")
+    if isinstance(spec, BinSpec) and kind is not None and not _NUMERIC.match(kind):
+        problems.append(f"feature {spec.name!r}: column {spec.column!r} is {kind}, not numeric, so it has no bins")
+    if isinstance(spec, BinSpec) and spec.quantiles is not None and _lookup(base, spec.column) is None:
+        problems.append(f"feature {spec.name!r}: quantile bins need a column of the base query, not a feature "
+                        f"({spec.column!r}); give fixed `edges` instead")
+    return problems
 
 
-def check_names(specs: Sequence[FeatureSpec], key: str, cutoff: str | None, base: Mapping[str, str],
+def check_names(specs: Sequence[FeatureSpec], key: str | None, cutoff: str | None, base: Mapping[str, str],
                 catalog: Mapping[str, Mapping[str, str]]) -> None:
     """Raise one SkillError naming every unknown table/column a spec refers to (as the principal sees them)."""
-    problems = [] if _lookup(base, key) else [f"key {key!r} is not a column of the base query"
-                                              f"{_suggest(key, list(base))}"]
+    problems = [] if key is None or _lookup(base, key) else [f"key {key!r} is not a column of the base query"
+                                                             f"{_suggest(key, list(base))}"]
+    if key is None:
+        problems += [f"feature {spec.name!r} ({spec.kind} over {spec.table}) needs the base query's entity key to "
+                     "match related rows: pass `key` (an id column of the base query)"
+                     for spec in specs if isinstance(spec, RelatedSpec)]
     if cutoff is not None and _lookup(base, cutoff) is None and _iso_literal(cutoff) is None:
         problems.append(f"cutoff {cutoff!r} is neither an ISO date (2024-01-31) nor a column of the base query")
     earlier: set[str] = set()
@@ -185,15 +207,18 @@ def _days_before(moment: exp.Expr, days: int) -> exp.Expr:
 class _Compiler:
     """Builds one expression per feature; `features` keeps them so arithmetic can reuse earlier features."""
 
-    key: str
+    key: str | None
     cutoff: exp.Expr | None
     levels: Mapping[str, list[str]]
+    edges: Mapping[str, list[float]] = field(default_factory=dict)
+    temporal: frozenset[str] = frozenset()  # lower-cased base columns of a DATE/TIMESTAMP type
     features: dict[str, exp.Expr] = field(default_factory=dict)
 
     def related(self, spec: RelatedSpec, value: exp.Expr, since: exp.Expr | None,
                 until: exp.Expr) -> exp.Select:
         """SELECT value FROM table AS __r WHERE __r.key = __b.key AND since <= __r.time < until."""
         time = _col(spec.time, REL)
+        assert self.key is not None  # guaranteed by check_names
         where = exp.and_(_col(spec.key, REL).eq(_col(self.key, ROW)), exp.LT(this=time, expression=until))
         if since is not None:
             where = exp.and_(where, exp.GTE(this=time.copy(), expression=since))
@@ -242,13 +267,45 @@ class _Compiler:
         return {name: exp.case().when(value.copy().eq(exp.Literal.string(level)), exp.Literal.number(1))
                 .else_(exp.Literal.number(0)) for level, name in names.items()}
 
+    def missing(self, spec: MissingSpec) -> exp.Expr:
+        null = exp.Is(this=self.operand(spec.column), expression=exp.Null())
+        return exp.case().when(null, exp.Literal.number(1)).else_(exp.Literal.number(0))
+
+    def bin(self, spec: BinSpec) -> exp.Expr:
+        """CASE WHEN x IS NULL THEN NULL WHEN x < e1 THEN 0 WHEN x < e2 THEN 1 ... ELSE k END."""
+        value = exp.cast(self.operand(spec.column), "DOUBLE")
+        edges = sorted(set(spec.edges if spec.edges is not None else self.edges.get(spec.name, [])))
+        case = exp.case().when(exp.Is(this=value.copy(), expression=exp.Null()), exp.Null())
+        for i, edge in enumerate(edges):
+            case = case.when(exp.LT(this=value.copy(), expression=_number(edge)), exp.Literal.number(i))
+        return case.else_(exp.Literal.number(len(edges)))
+
+    def date_part(self, spec: DatePartSpec) -> exp.Expr:
+        """EXTRACT(part FROM x): a DATE/TIMESTAMP column cast as it is, text parsed with TRY_CAST (junk -> null)."""
+        value = self.operand(spec.column)
+        typed = spec.column.lower() in self.temporal and spec.column not in self.features
+        moment = exp.cast(value, "TIMESTAMP") if typed else exp.TryCast(this=value, to=exp.DataType.build("TIMESTAMP"))
+        return exp.Extract(this=exp.Var(this=_EXTRACT_PARTS[spec.part]), expression=moment)
+
+    def group(self, spec: GroupSpec) -> exp.Expr:
+        aggs: dict[str, type[exp.AggFunc]] = {"avg": exp.Avg, "min": exp.Min, "max": exp.Max, "stddev": exp.Stddev}
+        value = exp.cast(self.operand(spec.value), "DOUBLE")
+        return exp.Window(this=aggs[spec.agg](this=value), partition_by=[self.operand(spec.column)])
+
     def add(self, spec: FeatureSpec) -> None:
         if isinstance(spec, EncodeSpec) and spec.method == "one_hot":
             self.features.update(self.one_hot(spec))
             return
-        builders = {"window": self.window, "lag": self.lag, "trend": self.trend, "encode": self.frequency}
+        builders = {"window": self.window, "lag": self.lag, "trend": self.trend, "encode": self.frequency,
+                    "missing": self.missing, "bin": self.bin, "date_part": self.date_part, "group": self.group}
         build = builders.get(spec.kind, self.arithmetic)
         self.features[spec.name] = build(spec)  # type: ignore[operator]
+
+
+def _number(value: float) -> exp.Expr:
+    """A numeric literal node (negative numbers as a negation, as sqlglot parses them)."""
+    literal = exp.Literal.number(abs(value))
+    return exp.Neg(this=literal) if value < 0 else literal
 
 
 def level_names(prefix: str, levels: Sequence[str]) -> dict[str, str]:
@@ -285,29 +342,37 @@ class CompiledFeatures:
         return self.expression.sql(dialect=DIALECT)
 
 
-def compile_features(base_sql: str, key: str, specs: Sequence[FeatureSpec], cutoff: str | None,
-                     base_columns: Sequence[str], levels: Mapping[str, list[str]] | None = None) -> CompiledFeatures:
-    """WITH __base AS (<base_sql>) SELECT <base columns>, <features> FROM __base AS __b.
+def compile_features(base_sql: str, key: str | None, specs: Sequence[FeatureSpec], cutoff: str | None,
+                     base_columns: Sequence[str], levels: Mapping[str, list[str]] | None = None,
+                     edges: Mapping[str, list[float]] | None = None,
+                     temporal: Sequence[str] = ()) -> CompiledFeatures:
+    """WITH __base AS (<base_sql>) SELECT <base columns>, <features> FROM __base AS __b ORDER BY <key>.
 
-    `levels` gives the one-hot levels per encode spec name. Checks leakage and name clashes; the caller checks that
-    tables and columns exist (`check_names`)."""
+    `levels` gives the one-hot levels per encode spec name, `edges` the computed edges of quantile bins, `temporal`
+    the base columns of a DATE/TIMESTAMP type. Without a key the CTE numbers the base rows and the result keeps their
+    order. Checks leakage and name clashes; the caller checks that tables and columns exist (`check_names`)."""
     check_leakage(specs, cutoff)
-    compiler = _Compiler(key=key, cutoff=_cutoff_expression(cutoff, base_columns), levels=levels or {})
+    compiler = _Compiler(key=key, cutoff=_cutoff_expression(cutoff, base_columns), levels=levels or {},
+                         edges=edges or {}, temporal=frozenset(c.lower() for c in temporal))
     for spec in specs:
         compiler.add(spec)
     _check_clashes(list(compiler.features), base_columns)
     select = exp.select(*[_col(c, ROW) for c in base_columns],
                         *[e.as_(n, quoted=True) for n, e in compiler.features.items()])
-    select = select.from_(_table(BASE, ROW)).with_(exp.to_identifier(BASE, quoted=True), as_=parse_sql(
-        base_sql, skill_name="features"))
+    base = parse_sql(base_sql, skill_name="features")
+    if key is None:
+        base = exp.select(exp.Star(), exp.Window(this=exp.RowNumber()).as_(ROW_NUMBER, quoted=True)).from_(
+            base.subquery("__q"))
+    select = select.from_(_table(BASE, ROW)).with_(exp.to_identifier(BASE, quoted=True), as_=base)
     # a stable row order (window functions shuffle rows): later steps split and sample rows by position
-    order = [_col(key, ROW)] + ([compiler.cutoff.copy()] if isinstance(compiler.cutoff, exp.Column) else [])
+    order = [_col(key or ROW_NUMBER, ROW)] + ([compiler.cutoff.copy()] if isinstance(compiler.cutoff, exp.Column)
+                                              else [])
     select = select.order_by(*order)
     return CompiledFeatures(expression=select, features=list(compiler.features))
 
 
 def _check_clashes(features: Sequence[str], base_columns: Sequence[str]) -> None:
-    taken = {c.lower() for c in base_columns}
+    taken = {c.lower() for c in base_columns} | {ROW_NUMBER}
     problems = [f"feature {name!r} clashes with a base column of the same name" for name in features
                 if name.lower() in taken]
     seen: set[str] = set()
@@ -342,6 +407,27 @@ def _one_hot_levels(ctx: SkillContext, base_sql: str, specs: Sequence[FeatureSpe
     return out
 
 
+def _quantile_edges(ctx: SkillContext, base_sql: str, specs: Sequence[FeatureSpec]) -> dict[str, list[float]]:
+    """Inner quantile edges (governed) of every column binned by `quantiles`, by spec name: the smallest value at
+    or above each 1/q-th of the non-null rows in order (portable SQL: a row number, no quantile function)."""
+    out = {}
+    for spec in specs:
+        if not (isinstance(spec, BinSpec) and spec.quantiles is not None):
+            continue
+        value = exp.cast(_col(spec.column, ROW), "DOUBLE")
+        ranked = (exp.select(value.as_("v"), exp.Window(this=exp.RowNumber(), order=exp.Order(
+                      expressions=[exp.Ordered(this=value.copy())])).as_("rn"),
+                             exp.Window(this=exp.Count(this=exp.Star())).as_("n"))
+                  .from_(parse_sql(base_sql, skill_name="features").subquery(ROW))
+                  .where(exp.not_(exp.Is(this=value.copy(), expression=exp.Null()))))
+        picks = [exp.Min(this=exp.case().when(
+            exp.GTE(this=exp.column("rn"), expression=exp.Mul(this=exp.column("n"), expression=exp.Literal.number(
+                round(k / spec.quantiles, 6)))), exp.column("v"))).as_(f"q{k}") for k in range(1, spec.quantiles)]
+        row = ctx.sql(exp.select(*picks).from_(ranked.subquery("__ranked")).sql(dialect=DIALECT)).to_pylist()
+        out[spec.name] = sorted({float(v) for v in (row[0] if row else {}).values() if v is not None})
+    return out
+
+
 def features_reads(inp: FeaturesInput) -> Reads:
     """`reads=` hook: the base query's reads plus each related table's key, time and value columns."""
     related: Reads = {spec.table.lower(): {spec.key.lower(), spec.time.lower(), spec.column.lower()}
@@ -355,15 +441,20 @@ def features(ctx: SkillContext, inp: FeaturesInput) -> FeaturesOutput:
     """Add engineered features to the rows of `base_sql`, computed in one governed SQL statement: rolling-window
     aggregates (avg/sum/min/max/count/stddev over the last N days before `cutoff`), lags (value k rows before the
     cutoff) and trends over a related table joined on `key`; ratios/differences/sums/products of columns; frequency
-    or one-hot category encodings. Refuses any feature that could read rows at or after the cutoff (leakage)."""
+    or one-hot category encodings; missing-value flags; bins (fixed edges or quantiles); date parts; a numeric
+    column's mean/min/max/stddev per category level. Features over the base columns alone need no `key`. Refuses
+    any feature that could read rows at or after the cutoff (leakage)."""
     check_leakage(inp.specs, inp.cutoff)
     base = _base_schema(ctx, inp.base_sql)
     check_names(inp.specs, inp.key, inp.cutoff, base, ctx.engine.catalog(ctx.principal))
-    compiled = compile_features(inp.base_sql, inp.key, inp.specs, inp.cutoff, list(base),
-                                _one_hot_levels(ctx, inp.base_sql, inp.specs))
+    key = _lookup_name(base, inp.key) if inp.key is not None else None
+    compiled = compile_features(inp.base_sql, key, inp.specs, inp.cutoff, list(base),
+                                _one_hot_levels(ctx, inp.base_sql, inp.specs),
+                                _quantile_edges(ctx, inp.base_sql, inp.specs),
+                                [c for c, t in base.items() if _TEMPORAL.match(t)])
     ctx.progress(f"computing {len(compiled.features)} features in one governed query", done=0, unit="rows")
-    artifact = save_governed(ctx, compiled.expression.sql(dialect=DIALECT), name="features",
-                             key=_lookup_name(base, inp.key), skill_name="features")
+    artifact = save_governed(ctx, compiled.expression.sql(dialect=DIALECT), name="features", key=key,
+                             skill_name="features")
     ctx.progress(f"read {artifact.rows} rows with {len(compiled.features)} features", done=artifact.rows,
                  total=artifact.rows, unit="rows")
     return FeaturesOutput(table=artifact, features=compiled.features)

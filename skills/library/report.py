@@ -27,8 +27,8 @@ from skills.types import ModelArtifact
 
 MAX_BARS = 15
 _HEADLINE_ORDER = ("auc", "roc_auc", "rmse", "r2", "logloss", "accuracy", "f1", "mae")
-_ITERATION_ORDER = ("iteration", "candidates", "scores", "score", "metric_value", "baseline", "p_value", "accepted",
-                    "why", "reason")
+_ITERATION_ORDER = ("iteration", "candidates", "motivation", "scores", "score", "metric_value", "baseline", "p_value",
+                    "accepted", "why", "reason")
 
 _PAGE = Template("""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>$title</title>

@@ -119,23 +119,72 @@ def test_nothing_useful_nothing_accepted_and_hidden_table_never_named(ray_cluste
     assert res.roles["train"] == "train"  # the first model stays the final one
 
 
-def test_a_table_without_an_entity_key_stops_the_loop_with_a_reason(ray_cluster: Any, tmp_path: Any) -> None:
-    engine = Engine(policies_from_dict(POLICIES), threads=1)
-    engine.register("accounts", _world(useful=True)["accounts"])
+# ------------------------------------------------------------------------------------ one table, no key, no history
+
+SINGLE_N = 3000
+SINGLE = LoopConfig(max_candidates=5, race_rounds=40, grace_rounds=10, folds=10, finalists=2)
+
+
+def _single_table(planted: bool) -> pa.Table:
+    """A numeric target of two drivers `a` and `b` plus noise, and two noise columns; with `planted` it also holds
+    2 * a * b, an interaction depth-3 trees approximate only through many splits."""
+    rng = np.random.default_rng(5)
+    a, b, c, d = (rng.normal(size=SINGLE_N) for _ in range(4))
+    y = 0.5 * a + 0.3 * b + (2.0 * a * b if planted else 0.0) + 0.3 * rng.normal(size=SINGLE_N)
+    return pa.table({"a": a, "b": b, "c": c, "d": d, "y": y})
+
+
+def _improve_single(tmp_path: Any, planted: bool) -> Any:
+    engine = Engine(policies_from_dict({"tables": {"shop": {"allow": ["analyst"]}}}), threads=1)
+    engine.register("shop", _single_table(planted))
     artifacts, store = ArtifactStore(tmp_path / "artifacts"), RunStore(f"sqlite:///{tmp_path / 'runs.db'}")
-    table = Ref(step="query", field="table")
+    model, table = Ref(step="train", field="model"), Ref(step="query", field="table")
     plan = Plan(goal="predict label", steps=[
-        Step(id="query", skill="query", inputs={"sql": "SELECT x1, x2, label FROM accounts"}),
-        Step(id="train", skill="train_xgboost", inputs={"table": table, "target": "label", "num_rounds": 10}),
-        Step(id="residuals", skill="residuals", inputs={"model": Ref(step="train", field="model"), "table": table}),
+        Step(id="query", skill="query", inputs={"sql": "SELECT a, b, c, d, y FROM shop"}),
+        Step(id="train", skill="train_xgboost", inputs={"table": table, "target": "y", "num_rounds": 60,
+                                                        "params": {"max_depth": 3}}),
+        Step(id="evaluate", skill="evaluate", inputs={"model": model, "table": table, "folds": 5}),
+        Step(id="explain", skill="explain", inputs={"model": model, "table": table}),
+        Step(id="residuals", skill="residuals", inputs={"model": model, "table": table}),
     ])
     first = run_plan(plan, ANALYST, engine=engine, artifacts=artifacts, store=store, registry=LIBRARY)
     assert first.status == "succeeded", first.steps
-    res = improve(plan, first, engine=engine, principal=ANALYST, catalog=engine.catalog(ANALYST),
-                  execute=_runner(engine, artifacts, store), iterations=2, config=LoopConfig(**vars(CONFIG)),
-                  registry=LIBRARY)
-    assert res.error is None and res.iterations == [] and "no entity key" in res.stopped
-    assert [s.id for s in res.plan.steps] == ["query", "train", "residuals"]  # nothing was added or run
+    return improve(plan, first, engine=engine, principal=ANALYST, catalog=engine.catalog(ANALYST),
+                   execute=_runner(engine, artifacts, store), iterations=1, config=LoopConfig(**vars(SINGLE)),
+                   registry=LIBRARY)
+
+
+_PRODUCTS = {"a_x_b", "b_x_a"}
+
+
+def test_single_table_planted_interaction_is_proposed_from_a_slice_and_accepted(ray_cluster: Any,
+                                                                               tmp_path: Any) -> None:
+    res = _improve_single(tmp_path, planted=True)
+    assert res.error is None, res.error
+    it = res.iterations[0]
+    print(f"planted: CV {it.metric_name} {it.baseline_value:.4f} -> {it.metric_value:.4f}; ideas {it.ideas}")
+    from_slices = [c for c in it.candidates if c.motivation.startswith("slice ")]
+    assert from_slices, [c.motivation for c in it.candidates]  # residual-driven, and says which slice
+    assert any(i.startswith("slice ") and " -> interact_" in i for i in it.ideas)
+    pair = next(c for c in it.candidates if set(c.features) & _PRODUCTS)
+    assert pair.accepted, (pair.reason, it.why)
+    assert pair.p_value is not None and pair.p_value < 0.1 and pair.cv_delta > 0
+    assert set(pair.features) <= set(res.final("train")["model"]["features"])
+    assert it.metric_name == "rmse" and it.metric_value < 0.95 * it.baseline_value  # cross-validated, lower wins
+    features = res.plan.step("ooda1_features")
+    assert features.inputs["key"] is None and all(s["kind"] not in ("window", "lag", "trend")
+                                                  for s in features.inputs["specs"])
+    assert "no entity key" in " ".join(it.oriented["notes"])
+
+
+def test_single_table_without_a_planted_signal_accepts_no_interaction(ray_cluster: Any, tmp_path: Any) -> None:
+    res = _improve_single(tmp_path, planted=False)
+    assert res.error is None, res.error
+    it = res.iterations[0]
+    print(f"control: CV {it.metric_name} {it.baseline_value} -> {it.metric_value}; accepted {it.accepted}")
+    assert it.candidates and all(c.reason and c.motivation for c in it.candidates)
+    assert not any(c.accepted and c.name.startswith("interact_") for c in it.candidates)
+    assert it.accepted == [] and "nothing was accepted" in res.stopped
 
 
 # ---------------------------------------------------------------------------------------------- pure parts
@@ -231,3 +280,46 @@ def test_a_base_query_ref_that_cannot_be_read_back_is_an_ooda_error() -> None:
     with pytest.raises(OodaError) as err:
         BaseQuery.of(step, {"q": {"sql": "SELECT * FROM accounts", "table": {"key": "account_id"}}})
     assert "q.table.kee" in err.value.message and "'table.kee'" in err.value.message
+
+
+SHOP = {"shop": {"shop_id": "BIGINT", "a": "DOUBLE", "b": "DOUBLE", "c": "DOUBLE", "seg": "VARCHAR", "opened": "DATE",
+                 "leak": "DOUBLE", "label": "VARCHAR"}}
+SLICES = [{"column": "c", "slice": "(missing)", "count": 40, "error": 1.2, "lift": 2.0, "in_model": True},
+          {"column": "leak", "slice": "[0, 1)", "count": 90, "error": 1.1, "lift": 1.8, "in_model": False},
+          {"column": "a", "slice": "[1.2, 3.5]", "count": 300, "error": 0.9, "lift": 1.6, "in_model": True},
+          {"column": "c", "slice": "[-2, 0)", "count": 300, "error": 0.85, "lift": 1.5, "in_model": True},
+          {"column": "seg", "slice": "north", "count": 90, "error": 0.8, "lift": 1.4, "in_model": True}]
+
+
+def _shop_orientation() -> Orientation:
+    return orient(SHOP, base_table="shop", key=None, cutoff=None, table_columns=list(SHOP["shop"]),
+                  model_features=["a", "b", "c", "seg"], target="label", drivers=["a", "seg", "b", "c"],
+                  excluded=["leak"])
+
+
+def test_slices_and_drivers_become_motivated_transformations_of_the_table() -> None:
+    from pydantic import TypeAdapter
+
+    from skills.feature_specs import FeatureSpec
+
+    o = _shop_orientation()
+    assert o.related == [] and "no entity key" in o.notes[0] and o.drivers == ["a", "b", "c"]
+    assert set(o.columns) == {"a", "b", "c", "seg", "opened"}  # not the target, the id, nor what training excluded
+    groups = decide(o, {}, limit=20, slices=SLICES)
+    assert [g.name for g in groups] == [
+        "interact_c_a", "c_missing", "interact_a_b", "seg_freq", "opened_parts",  # each slice's main idea, worst first
+        "interact_c_b", "a_bin", "a_by_seg", "b_by_seg", "ratios_a_b_c"]         # then the further ideas
+    by_name = {g.name: g for g in groups}
+    assert by_name["interact_c_a"].motivation == "slice c = (missing) (error x2.00, 40 rows), with top driver a"
+    assert by_name["a_bin"].motivation.startswith("slice a in [1.2, 3.5]")
+    assert by_name["a_bin"].specs == [{"kind": "bin", "name": "a_bin", "column": "a", "edges": [1.2, 3.5]}]
+    assert [s["part"] for s in by_name["opened_parts"].specs] == ["year", "month", "dayofweek"]
+    assert by_name["opened_parts"].motivation.startswith("date column opened")
+    assert by_name["a_by_seg"].specs[1] == {"kind": "difference", "name": "a_vs_seg", "left": "a",
+                                            "right": "a_mean_by_seg"}
+    specs = [s for g in groups for s in g.specs]
+    TypeAdapter(list[FeatureSpec]).validate_python(specs)  # every idea is a valid declarative spec
+    assert "leak" not in json.dumps(specs) and "shop_id" not in json.dumps(specs)
+    assert len({s["name"] for s in specs}) == len(specs)  # one features step can compute them all
+    assert [g.name for g in decide(o, {"interact_c_a": 1, "a_x_b": 1}, limit=3, slices=SLICES)] == [
+        "c_missing", "seg_freq", "opened_parts"]  # tried groups and existing columns are left out

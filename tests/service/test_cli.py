@@ -77,6 +77,7 @@ def test_run_writes_plan_result_report_and_model(demo, tmp_path: Path) -> None:
     assert len(result["iterations"]) == 1
     it = result["iterations"][0]
     assert it["candidates"] and {"accepted", "metric_value"} <= set(it)
+    assert it["ideas"] and all(" -> " in idea for idea in it["ideas"])  # what motivated each candidate
     assert result["drivers"] and {"feature", "importance", "direction"} <= set(result["drivers"][0])
     plan = json.loads((out / "plan.json").read_text())
     assert any(s["skill"] == "race_features" for s in plan["steps"])

@@ -182,3 +182,80 @@ def test_reads_hook_reports_related_tables():
     assert features_reads(inp) == {"customers": {"customer_id", "as_of", "tenure"},
                                    "billing": {"customer_id", "month", "amount"}}
     assert spec_of(features).reads is features_reads
+
+
+# --------------------------------------------------------------------------- base-column kinds, without a key
+
+PEOPLE_POLICIES = {"tables": {"people": {"allow": ["analyst"]}}}
+
+
+@pytest.fixture(scope="module")
+def people() -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    n = 60
+    x = rng.normal(size=n) * 3
+    x[::7] = np.nan
+    return pd.DataFrame({
+        "x": x, "y": rng.integers(0, 5, size=n).astype(float), "g": [["n", "s", "e"][i % 3] for i in range(n)],
+        "d": pd.to_datetime([dt.date(2024, 1, 1) + dt.timedelta(days=int(k)) for k in rng.integers(0, 400, n)]),
+        "s": [f"2024-03-{i % 28 + 1:02d}" if i % 10 else "not a date" for i in range(n)]})
+
+
+def test_base_column_kinds_without_a_key_match_pandas_and_keep_the_row_order(people, tmp_path):
+    import pyarrow as pa
+
+    from governance import Engine, policies_from_dict
+
+    engine = Engine(policies_from_dict(PEOPLE_POLICIES), threads=1)
+    engine.register("people", pa.Table.from_pandas(people, preserve_index=False))
+    items = [{"kind": "missing", "name": "x_missing", "column": "x"},
+             {"kind": "bin", "name": "x_bin", "column": "x", "edges": [-1.5, 2]},
+             {"kind": "bin", "name": "x_q4", "column": "x", "quantiles": 4},
+             {"kind": "date_part", "name": "d_month", "column": "d", "part": "month"},
+             {"kind": "date_part", "name": "d_dow", "column": "d", "part": "dayofweek"},
+             {"kind": "date_part", "name": "s_day", "column": "s", "part": "day"},
+             {"kind": "group", "name": "x_mean_by_g", "column": "g", "value": "x"},
+             {"kind": "difference", "name": "x_vs_g", "left": "x", "right": "x_mean_by_g"},
+             {"kind": "product", "name": "x_x_y", "left": "x", "right": "y"},
+             {"kind": "encode", "name": "g_freq", "column": "g"}]
+    ctx = make_ctx(engine, ANALYST, tmp_path)
+    out = features(ctx, FeaturesInput(base_sql="SELECT * FROM people", specs=specs(*items)))
+    got = ctx.artifacts.get_table(out.table.uri).to_pandas()
+    assert out.table.key is None and out.features == [i["name"] for i in items]
+    np.testing.assert_allclose(got.x, people.x)  # the base query's row order, though window functions ran
+    assert (got.x_missing == people.x.isna().astype(int)).all()
+    expected_bin = np.where(people.x < -1.5, 0, np.where(people.x < 2, 1, 2)).astype(float)
+    np.testing.assert_array_equal(got.x_bin.astype(float), np.where(people.x.isna(), np.nan, expected_bin))
+    counts = got.x_q4.dropna().value_counts()
+    assert sorted(counts.index) == [0, 1, 2, 3] and counts.max() - counts.min() <= 2  # equal-count bins
+    assert (got.d_month == people.d.dt.month).all() and (got.d_dow == (people.d.dt.day_of_week + 1) % 7).all()
+    parsed = pd.to_datetime(people.s, errors="coerce", format="%Y-%m-%d")
+    assert got.s_day.isna().sum() == parsed.isna().sum() == 6  # text that is not a date: null, not an error
+    assert (got.s_day.dropna() == parsed.dt.day.dropna()).all()
+    means = people.groupby("g").x.transform("mean")
+    np.testing.assert_allclose(got.x_mean_by_g, means)
+    np.testing.assert_allclose(got.x_vs_g, people.x - means, equal_nan=True)
+    np.testing.assert_allclose(got.x_x_y, people.x * people.y, equal_nan=True)
+    assert got.g_freq.round(6).tolist() == people.g.map(people.g.value_counts(normalize=True)).round(6).tolist()
+
+
+def test_base_column_kinds_refuse_bad_input_with_the_fix(people, tmp_path):
+    import pyarrow as pa
+
+    from governance import Engine, policies_from_dict
+
+    engine = Engine(policies_from_dict(PEOPLE_POLICIES), threads=1)
+    engine.register("people", pa.Table.from_pandas(people, preserve_index=False))
+    ctx = make_ctx(engine, ANALYST, tmp_path)
+    bad = [{"kind": "date_part", "name": "y_month", "column": "y", "part": "month"},
+           {"kind": "bin", "name": "g_bin", "column": "g", "edges": [1]},
+           {"kind": "missing", "name": "z_missing", "column": "zz"}]
+    with pytest.raises(SkillError) as err:
+        features(ctx, FeaturesInput(base_sql="SELECT * FROM people", specs=specs(*bad)))
+    problems = err.value.fields["problems"]
+    assert len(problems) == 3 and "not a date" in problems[0] and "not numeric" in problems[1]
+    assert "'zz'" in problems[2]
+    with pytest.raises(SkillError, match="needs the base query's entity key"):
+        features(ctx, FeaturesInput(base_sql="SELECT * FROM people", specs=specs(ALL_KINDS[0]), cutoff="2024-01-01"))
+    with pytest.raises(ValidationError, match="either `edges`"):
+        specs({"kind": "bin", "name": "b", "column": "x", "edges": [1], "quantiles": 4})

@@ -59,7 +59,8 @@ def _iteration() -> dict[str, Any]:
                                  features=["billing_amount_avg_92d"], race_metric=0.89, cv_delta=0.004,
                                  p_value=0.02, accepted=True, reason="better in 5/5 folds"),
                   CandidateScore(name="tenure_ratio", description="ratio", source="rules", features=["t_r"],
-                                 race_metric=0.85, stopped_early=True, reason="stopped by ASHA")]
+                                 race_metric=0.85, stopped_early=True, reason="stopped by ASHA",
+                                 motivation="slice tenure in [0, 6) (error x1.90, 80 rows)")]
     return Iteration(index=1, candidates=candidates, accepted=["billing_amount_avg"], metric_name="auc",
                      baseline_value=0.84, metric_value=0.846, run_ids=["child1"], why="kept one group"
                      ).model_dump(mode="json")
@@ -69,6 +70,7 @@ def test_ooda_panel_shows_candidates_accepted_and_gain() -> None:
     panel = ooda_panel({"status": "done", "stopped": "reached the limit", "iterations": [_iteration()]})
     assert panel is not None and panel.key == "ooda"
     assert "billing_amount_avg" in panel.html and "tenure_ratio" in panel.html and "stopped by ASHA" in panel.html
+    assert "slice tenure in [0, 6)" in panel.html  # what motivated the candidate
     assert "0.006" in panel.html  # the gain: 0.846 - 0.84
     assert panel.html.count("<svg") == 1 and "1: billing_amount_avg" in panel.html  # the race, drawn
     assert ooda_panel(None) is None
