@@ -224,6 +224,21 @@ def test_plan_writes_its_audit_where_run_does(demo, tmp_path: Path) -> None:
     assert json.loads((out / "plan.json").read_text())["steps"]
 
 
+def test_plan_shows_the_columns_left_out_and_takes_include_and_exclude(demo, tmp_path: Path) -> None:
+    shown = invoke("plan", PROMPT, *as_analyst(demo), "--out", str(tmp_path / "a"), "--exclude", "tenure")
+    assert shown.exit_code == 0, shown.output
+    assert "Columns left out" in shown.output and "tenure: you asked to leave it out (--exclude)" in shown.output
+    assert "Positive class: yes" in shown.output
+    left_out = json.loads((tmp_path / "a" / "plan.json").read_text())["metadata"]["excluded"]
+    key = next(e["column"] for e in left_out if e["reason"].startswith("identifier"))
+    back = invoke("plan", PROMPT, *as_analyst(demo), "--out", str(tmp_path / "b"), "--include", key)
+    assert back.exit_code == 0, back.output
+    assert key not in {e["column"] for e in json.loads((tmp_path / "b" / "plan.json").read_text())["metadata"]
+                       ["excluded"]}
+    unknown = invoke("plan", PROMPT, *as_analyst(demo), "--out", str(tmp_path / "c"), "--include", "tenur")
+    assert unknown.exit_code == 2 and "did you mean tenure" in unknown.output
+
+
 def test_the_result_schema_is_published_and_strict(tmp_path: Path) -> None:
     from service.results import SessionSummary
 
