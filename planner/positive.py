@@ -68,8 +68,10 @@ def positive_class(prompt: str, levels: Sequence[str]) -> Positive | None:
         return Positive(default, "default")
     said = words(prompt)
     named = {lv: at for lv in levels if (at := _named(lv, said)) is not None}
-    if len(named) > 1:  # "good or bad?": the level after "is", "will", "be"...
+    if len(named) > 1:  # "will it be good or bad": the level after "is", "will", "be"...; else undecided
         named = {lv: at for lv, at in named.items() if at and said[at - 1] in _COPULAS}
+        if len(named) != 1:
+            return Positive(default, "default")
     if len(named) == 1:
         return Positive(target_level(next(iter(named))), "named in the question")
     meant = [lv for lv in levels if _meant(lv, said)]

@@ -121,7 +121,7 @@ def _ident(name: str) -> exp.Column:
 
 def aggregate_sql(table: str, columns: Mapping[str, str]) -> str:
     """One DuckDB SELECT computing rows, and per column non-null count, distinct count, min and max (as text)."""
-    select: list[exp.Expression] = [exp.Count(this=exp.Star()).as_("n")]
+    select: list[exp.Expr] = [exp.Count(this=exp.Star()).as_("n")]
     for i, (name, type_) in enumerate(columns.items()):
         col = _ident(name)
         select += [exp.Count(this=col).as_(f"c{i}_non_null"),
