@@ -82,6 +82,9 @@ def test_run_writes_plan_result_report_and_model(demo, tmp_path: Path) -> None:
     assert any(s["skill"] == "race_features" for s in plan["steps"])
     html = (out / "report.html").read_text()
     assert "OODA" in html and "churn" in html.lower()
+    left_out = {e["column"]: e["reason"] for e in result["excluded"]}
+    assert left_out["customer_id"].startswith("identifier") and left_out["region"].startswith("constant")
+    assert "Columns left out" in html and "columns left out: customer_id (identifier" in proc.stdout
     assert (out / "model.json").stat().st_size > 1000
     assert "cross-validated auc" in proc.stdout.lower()
 
