@@ -202,3 +202,24 @@ def test_single_column_scores() -> None:
     amount = rng.normal(0, 1, 2000)
     assert single_column_score(pa.chunked_array([amount * 3 + 1]), pa.chunked_array([amount]), False) > 0.99
     assert single_column_score(ids.slice(0, 20), y.slice(0, 20), True) is None  # too few rows to tell
+
+
+def test_a_time_column_later_than_the_cutoff_is_said_to_be_after_the_outcome(registry: Registry) -> None:
+    rng = np.random.default_rng(5)
+    n = 400
+    as_of = [dt.date(2024, 1, 1) + dt.timedelta(days=int(d)) for d in rng.integers(0, 60, n)]
+    churned = rng.random(n) < 0.3
+    table = pa.table({
+        "account": pa.array(rng.integers(0, 50, n), pa.int64()), "as_of": pa.array(as_of, pa.date32()),
+        "spend": rng.normal(100, 30, n),
+        "last_login": [(d - dt.timedelta(days=int(k))).isoformat()
+                       for d, k in zip(as_of, rng.integers(1, 90, n), strict=True)],
+        "closed_on": pa.array([d + dt.timedelta(days=int(k)) if c else None
+                               for d, c, k in zip(as_of, churned, rng.integers(1, 30, n), strict=True)], pa.date32()),
+        "churned": np.where(churned, "yes", "no")})
+    excluded = _excluded(plan_prompt("predict churned", registry=registry, engine=_engine({"accounts": table}),
+                                     principal=USER))
+    assert excluded["closed_on"] == "after the outcome: 100% of its values are later than the cutoff as_of (leakage)"
+    assert excluded["last_login"] == "time column: 100% of its text values are dates"
+    assert excluded["as_of"] == "time column (DATE)"
+    assert not excluded.keys() & {"account", "spend"}
