@@ -76,7 +76,7 @@ def test_leakage() -> None:
     cat = {"t": {"id": "BIGINT", "name": "VARCHAR", "snapshot_date": "DATE", **columns}}
     assert [(e.column, e.reason) for e in name_exclusions(cat, "t", "churn", True)] == [
         ("id", "identifier (by name)"), ("name", "PII (by name)"), ("snapshot_date", "time column (DATE)"),
-        ("cancel_date", "time column (by name)"), ("churn_reason", "leakage (by name: it names the outcome)")]
+        ("cancel_date", "time column (DATE)"), ("churn_reason", "leakage (by name: it names the outcome)")]
 
 
 @pytest.mark.parametrize(("prompt", "expected"), [
