@@ -30,7 +30,7 @@ from planner.catalog import (
     words,
 )
 from planner.errors import PlanError
-from planner.leakage import LEAKAGE_SCORE, single_column_score
+from planner.leakage import LEAKAGE_SCORE, MIN_CLASS, MIN_ROWS, single_column_score
 from planner.profile import ColumnProfile, TableProfile
 from skills.frame import MAX_LEVELS, identifier_like
 
@@ -192,8 +192,7 @@ def profile_exclusions(profile: TableProfile, target: str, task: str | None, *, 
 
 
 def _too_small(profile: TableProfile, target: str) -> bool:
-    from planner.leakage import MIN_CLASS, MIN_ROWS
-
+    """Whether the sample is too small for leakage scores (`planner.leakage`): too few rows, or of a class."""
     tp = profile.columns[target]
     rows = profile.sample.num_rows
     smallest = min((lv.share for lv in tp.top if lv.value is not None), default=1.0) * rows
