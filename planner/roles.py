@@ -123,10 +123,14 @@ def _as_datetimes(col: pa.ChunkedArray) -> np.ndarray:
     """A date, timestamp or date-text column as datetime64 (unparseable or missing values as NaT)."""
     import pandas as pd
 
-    values = col.to_pandas()
-    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-        return pd.to_datetime(values, errors="coerce", format="mixed").to_numpy(dtype="datetime64[ns]")
-    return pd.to_datetime(values, errors="coerce").to_numpy(dtype="datetime64[ns]")
+    text = pa.types.is_string(col.type) or pa.types.is_large_string(col.type)
+    try:
+        parsed = pd.to_datetime(col.to_pandas(), errors="coerce", **({"format": "mixed"} if text else {}))
+        if getattr(parsed.dt, "tz", None) is not None:
+            parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+        return parsed.to_numpy(dtype="datetime64[ns]")
+    except (TypeError, ValueError, OverflowError):  # mixed time zones, out-of-range dates: no timing to judge
+        return np.full(len(col), np.datetime64("NaT"), dtype="datetime64[ns]")
 
 
 def _after_cutoff(profile: TableProfile, column: str, cutoff: str | None) -> float | None:
