@@ -462,11 +462,3 @@ def leakage_columns(columns: Mapping[str, str], target: str, classification: boo
         if related and (ws & _POST_OUTCOME or classification):
             out.append(column)
     return out
-
-
-def non_feature_columns(catalog: Catalog, table: str, target: str, classification: bool) -> list[str]:
-    """Keys, times, free-text identifiers and leakage columns of `table`: excluded from training."""
-    columns = catalog[table]
-    times = set(time_columns(columns))
-    drop = [c for c in columns if c != target and (is_key_like(c) or c in times or is_pii_like(c))]
-    return list(dict.fromkeys(drop + leakage_columns(columns, target, classification)))

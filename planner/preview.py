@@ -13,6 +13,7 @@ from sqlglot import exp
 
 from planner.budget import plan_costs
 from planner.catalog import Catalog, lookup
+from planner.roles import Exclusion
 from planner.validate import step_reads
 from skills.plan import Plan, Step
 from skills.registry import Registry
@@ -53,6 +54,8 @@ class Preview(BaseModel):
     written_by: str | None = Field(default=None, description="the LLM that wrote the plan; then step descriptions "
                                                              "and `llm_notes` are its words, not agentml's")
     llm_notes: list[str] = Field(default_factory=list, description="notes the LLM wrote into the plan")
+    excluded: list[Exclusion] = Field(default_factory=list, description="columns left out of training, and why")
+    positive: str | None = Field(default=None, description="the level of a yes/no target the model predicts")
 
     def text(self) -> str:
         """A plain-text rendering for the CLI. Text the LLM wrote is quoted and labelled as the LLM's."""
@@ -73,6 +76,11 @@ class Preview(BaseModel):
         lines.append(f"Total: {self.total_rounds:,} boosting rounds, {self.total_trials} trials"
                      + (f"; estimated {_human(self.estimated_cost)} row-rounds (trials x rounds x rows)"
                         if self.estimated_cost is not None else ""))
+        if self.positive is not None:
+            lines.append(f"Positive class: {self.positive}")
+        if self.excluded:
+            lines.append(f"Columns left out ({len(self.excluded)}; --include COL brings one back):")
+            lines += [f"  - {e.column}: {e.reason}" for e in self.excluded]
         lines += [f"Note: {n}" for n in self.notes] + [f"Flagged: {f}" for f in self.flags]
         lines += [f'The LLM noted (its words, unverified): "{n}"' for n in self.llm_notes]
         return "\n".join(lines)
@@ -135,7 +143,9 @@ def preview(plan: Plan, registry: Registry, catalog: Catalog | None = None,
                    estimated_cost=sum(known) if known and len(known) == len(spent) else None,
                    notes=list(plan.metadata.get("notes", [])), flags=list(plan.metadata.get("flags", [])),
                    written_by=(plan.metadata.get("llm_model") or "?") if plan.metadata.get("planner") == "llm"
-                   else None, llm_notes=list(plan.metadata.get("llm_notes", [])))
+                   else None, llm_notes=list(plan.metadata.get("llm_notes", [])),
+                   excluded=[Exclusion.model_validate(e) for e in plan.metadata.get("excluded") or []],
+                   positive=plan.metadata.get("positive"))
 
 
 def row_counts(engine: Engine, principal: Principal, tables: Iterable[str]) -> dict[str, int]:

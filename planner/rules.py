@@ -13,7 +13,7 @@ candidates instead of guessing.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +29,6 @@ from planner.catalog import (
     cutoff_column,
     entity_key,
     named_tables,
-    non_feature_columns,
     prompt_words,
     related_tables,
     resolve_target,
@@ -37,6 +36,7 @@ from planner.catalog import (
     words,
 )
 from planner.errors import PlanError
+from planner.rules_columns import ColumnPlan, decide_columns
 from planner.rules_features import Spec, feature_specs
 from planner.rules_injection import flag_injection
 from planner.rules_intent import Intent, Task, parse_intent
@@ -69,9 +69,14 @@ class Goal:
     key: str | None
     cutoff: str | None
     related: list[Related]
-    exclude: list[str]
+    columns: ColumnPlan
     specs: list[Spec]
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def exclude(self) -> list[str]:
+        """The columns left out of training (their reasons are in `columns.excluded`)."""
+        return self.columns.names
 
 
 def decide_task(intent: Intent, column: str, type_: str) -> Task | None:
@@ -106,8 +111,11 @@ def _cutoff(intent: Intent, columns: Mapping[str, str], notes: list[str]) -> str
     return today
 
 
-def understand(prompt: str, catalog: Catalog, target: str | None = None) -> Goal:
-    """Target, task, keys, cutoff, related tables, excluded columns and feature specs for `prompt`."""
+def understand(prompt: str, catalog: Catalog, target: str | None = None, *, engine: Engine | None = None,
+               principal: Principal | None = None, include: Sequence[str] = (),
+               exclude: Sequence[str] = ()) -> Goal:
+    """Target, task, keys, cutoff, related tables, excluded columns (from a governed profile of the data when
+    `engine` and `principal` are given, else by name), positive class and feature specs for `prompt`."""
     intent = parse_intent(prompt)
     table, column = resolve_target(prompt, catalog, target)
     columns = catalog[table]
@@ -116,15 +124,17 @@ def understand(prompt: str, catalog: Catalog, target: str | None = None) -> Goal
     related = related_tables(catalog, table, key)
     notes = [] if task else [f"{column} is an integer column: the task (classification for two values, else "
                              "regression) is decided from the data; say 'classifier' or 'regression' to choose"]
-    exclude = non_feature_columns(catalog, table, column, task == "classification")
-    usable = {c for c in columns if c != column and c not in exclude}
+    decided = decide_columns(prompt, catalog, table, column, task, cutoff=intent.cutoff, engine=engine,
+                             principal=principal, include=include, exclude=exclude)
+    notes += decided.notes
+    usable = {c for c in columns if c != column and c not in decided.names}
     pw = prompt_words(prompt, catalog)
     specs = feature_specs(intent, pw, related, columns, usable) if key is not None else []
     cutoff = _cutoff(intent, columns, notes) if any("time" in s for s in specs) else None
     if intent.features - {"none", "auto"} and not specs:
         notes.append("no feature could be built from this catalog: history features need a related table with the "
                      "entity key and a time column, arithmetic features two numeric columns")
-    return Goal(prompt, intent, catalog, table, column, task, key, cutoff, related, exclude, specs, notes)
+    return Goal(prompt, intent, catalog, table, column, task, key, cutoff, related, decided, specs, notes)
 
 
 class _Steps:
@@ -165,9 +175,11 @@ def _related_names(goal: Goal) -> str:
     return ", ".join(sorted({s["table"] for s in goal.specs if "table" in s}))
 
 
-def _training_inputs(goal: Goal, b: _Steps, table_step: str) -> dict[str, Any]:
+def _training_inputs(goal: Goal, b: _Steps, table_step: str, registry: Registry, skill: str) -> dict[str, Any]:
+    positive = goal.columns.positive
     return {"table": b.ref(table_step, "table"), "target": goal.target, "task": goal.task,
-            "exclude": goal.exclude or None}
+            "exclude": goal.exclude or None,
+            **_accepted(registry, skill, {"positive": positive.level if positive else None})}
 
 
 def _spec(registry: Registry, skill: str) -> SkillSpec | None:
@@ -178,7 +190,7 @@ def _baseline_steps(goal: Goal, b: _Steps, query: str, budget: Budget, registry:
     """An untuned model on the plain columns, for comparison; returns the rounds it spends."""
     if not goal.intent.baseline:
         return 0
-    inputs = _training_inputs(goal, b, query)
+    inputs = _training_inputs(goal, b, query, registry, "train_xgboost")
     spec = _spec(registry, "train_xgboost")
     rounds = fit_rounds(spec, inputs, "num_rounds", BASELINE_ROUNDS, budget.max_boosting_rounds)
     base = b.add("baseline", "train_xgboost", "baseline: default xgboost on the plain columns", **inputs,
@@ -190,7 +202,8 @@ def _baseline_steps(goal: Goal, b: _Steps, query: str, budget: Budget, registry:
 
 def _model_step(goal: Goal, b: _Steps, table_step: str, budget: Budget, spent: int, registry: Registry) -> str:
     """`tune` (default) or `train` ("quick"), sized by the skills' own cost functions to fit the budget."""
-    intent, inputs = goal.intent, _training_inputs(goal, b, table_step)
+    intent = goal.intent
+    inputs = _training_inputs(goal, b, table_step, registry, "tune" if intent.tune else "train_xgboost")
     rounds, room = intent.rounds or DEFAULT_ROUNDS, budget.max_boosting_rounds - spent
     if not intent.tune:
         fitted = fit_rounds(_spec(registry, "train_xgboost"), inputs, "num_rounds", rounds, room)
@@ -271,7 +284,8 @@ def build_steps(goal: Goal, registry: Registry, budget: Budget) -> tuple[list[St
               "metric_name": b.ref(evaluate, "metric_name"), "metric_value": b.ref(evaluate, "metric_value"),
               "importance": b.ref(explain, "importance"), "drivers": b.ref(explain, "drivers"),
               "trials": b.ref(model, "trials") if model == "tune" else None,
-              "slices": b.ref(residuals, "slices"), "overall_error": b.ref(residuals, "overall_error")}
+              "slices": b.ref(residuals, "slices"), "overall_error": b.ref(residuals, "overall_error"),
+              "excluded": [e.as_dict() for e in goal.columns.excluded] or None}
     b.add("report", "report", "self-contained HTML report", title=_title(goal),
           **_accepted(registry, "report", report))
     return b.steps, model, table_step
@@ -285,12 +299,15 @@ def _accepted(registry: Registry, skill: str, inputs: dict[str, Any]) -> dict[st
 
 def _metadata(goal: Goal, model: str, table_step: str, flag: str | None) -> dict[str, Any]:
     related = [{"table": r.table, "key": r.key, "time": r.time, "values": list(r.values)} for r in goal.related]
+    positive = goal.columns.positive
     time = goal.cutoff if goal.cutoff in goal.catalog[goal.table] else (goal.related[0].time if goal.related else
                                                                          None)
     return {
         "planner": "rules", "task": goal.task, "target": goal.target, "key": goal.key, "time": time,
         "cutoff": goal.cutoff, "table": goal.table, "entity": singular(goal.table), "related": related,
-        "exclude": goal.exclude, "features": [s["name"] for s in goal.specs], "model_step": model,
+        "exclude": goal.exclude, "excluded": [e.as_dict() for e in goal.columns.excluded],
+        "positive": positive.level if positive else None, "features": [s["name"] for s in goal.specs],
+        "model_step": model,
         "table_step": table_step, "flags": [flag] if flag else [], "notes": goal.notes,
     }
 
@@ -306,12 +323,15 @@ def record_flag(prompt: str, engine: Engine | None, principal: Principal | None)
 
 def plan_prompt(prompt: str, *, registry: Registry, catalog: Catalog | None = None,
                 target: str | None = None, budget: Budget | None = None, principal: Principal | None = None,
-                engine: Engine | None = None) -> Plan:
+                engine: Engine | None = None, include: Sequence[str] = (), exclude: Sequence[str] = ()) -> Plan:
     """A validated Plan for `prompt`, built only from what the principal may see.
 
     `catalog` is `engine.catalog(principal)` (computed when omitted and both are given); `target` overrides the
-    target found in the prompt (`COL` or `table.COL`). Bypass attempts are planned normally (still governed),
-    listed in `plan.metadata["flags"]` and appended to `engine.audit`. Raises PlanError with candidates when the
+    target found in the prompt (`COL` or `table.COL`). With `engine` and `principal` the target's table is profiled
+    through governed SQL (two audited queries) and column roles come from the data; `include` / `exclude` name
+    columns to bring back into training or to leave out (`metadata["excluded"]` says why each one is out).
+    Bypass attempts are planned normally (still governed), listed in `plan.metadata["flags"]` and appended to
+    `engine.audit`. Raises PlanError with candidates when the
     prompt is ambiguous, or with problems when the plan does not validate."""
     flag = record_flag(prompt, engine, principal)
     if catalog is None:
@@ -319,7 +339,8 @@ def plan_prompt(prompt: str, *, registry: Registry, catalog: Catalog | None = No
             raise PlanError("no catalog to plan against", hint="pass catalog=engine.catalog(principal)")
         catalog = engine.catalog(principal)
     budget = budget or Budget()
-    goal = understand(prompt, catalog, target)
+    goal = understand(prompt, catalog, target, engine=engine, principal=principal, include=include,
+                      exclude=exclude)
     steps, model, table_step = build_steps(goal, registry, budget)
     plan = Plan(goal=prompt, steps=steps, metadata=_metadata(goal, model, table_step, flag))
     problems = validate_plan(plan, registry, catalog, budget)

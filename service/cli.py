@@ -206,13 +206,25 @@ def _why_invisible(engine: Engine, principal: Principal) -> tuple[str, str | Non
 # -------------------------------------------------------------------------------------------------------- planning
 
 
-def make_plan(prompt: str, access: Access, target: str | None, budget_rounds: int | None) -> Plan:
+@dataclass(frozen=True)
+class ColumnChoice:
+    """`--include COL` / `--exclude COL`: columns the user brings back into training or leaves out."""
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+
+def make_plan(prompt: str, access: Access, target: str | None, budget_rounds: int | None,
+              columns: ColumnChoice | None = None) -> Plan:
     """The rule-based plan (or the LLM's when AGENTML_LLM_MODEL is set), validated against the principal's view."""
     from planner import Budget, plan_prompt
 
     budget = Budget(max_boosting_rounds=budget_rounds) if budget_rounds else Budget()
-    settings = access.settings
-    if settings.llm_model:
+    settings, columns = access.settings, columns or ColumnChoice()
+    if settings.llm_model and (columns.include or columns.exclude):
+        err.print("--include / --exclude: planning with the rule-based planner (the LLM planner takes no column "
+                  "choices)")
+    elif settings.llm_model:
         from planner import plan_with_llm
 
         waiting = (f"waiting for the LLM {escape(settings.llm_model)} to write the plan (up to "
@@ -223,7 +235,8 @@ def make_plan(prompt: str, access: Access, target: str | None, budget_rounds: in
                                  budget=budget, principal=access.principal, engine=access.engine,
                                  timeout_s=settings.llm_timeout_s, retries=settings.llm_retries)
     return plan_prompt(prompt, registry=access.registry, catalog=access.catalog, target=target, budget=budget,
-                       principal=access.principal, engine=access.engine)
+                       principal=access.principal, engine=access.engine, include=columns.include,
+                       exclude=columns.exclude)
 
 
 def preview_text(plan: Plan, access: Access) -> str:
@@ -244,6 +257,10 @@ WarehouseOpt = Annotated[str | None, typer.Option(
                         "PostgreSQL); AGENTML_WAREHOUSE keeps a password off the command line")]
 PoliciesOpt = Annotated[Path | None, typer.Option("--policies", help="policies YAML (none: local single-user mode)")]
 TargetOpt = Annotated[str | None, typer.Option("--target", help="column to predict (overrides the prompt)")]
+IncludeOpt = Annotated[list[str] | None, typer.Option(
+    "--include", help="a column to train on that the planner left out (repeatable)")]
+ExcludeOpt = Annotated[list[str] | None, typer.Option("--exclude", help="a column to leave out of training "
+                                                      "(repeatable)")]
 WorkersOpt = Annotated[int | None, typer.Option("--workers", min=1, help="Ray Train workers per training run or "
                                                 "Tune trial (default: AGENTML_NUM_WORKERS, 1)")]
 CpusOpt = Annotated[int | None, typer.Option("--cpus-per-worker", min=1,
@@ -263,7 +280,7 @@ def _runtime(settings: Settings, workers: int | None, cpus: int | None, gpu: str
 @app.command()
 def plan(prompt: Annotated[str, typer.Argument(help="what you want, in plain language")],
          warehouse: WarehouseOpt = None, policies: PoliciesOpt = None, user: Users = None, role: Roles = None,
-         attr: Attrs = None, target: TargetOpt = None,
+         attr: Attrs = None, target: TargetOpt = None, include: IncludeOpt = None, exclude: ExcludeOpt = None,
          out: Annotated[Path, typer.Option("--out", help="folder for plan.json and audit.jsonl (as `run` writes)")]
          = Path("agentml-plan"),
          json_: Annotated[bool, typer.Option("--json", help="print the plan as JSON")] = False) -> None:
@@ -273,7 +290,7 @@ def plan(prompt: Annotated[str, typer.Argument(help="what you want, in plain lan
         access = open_access(_warehouse(warehouse, settings), policies or settings.policies, user, role or [],
                              parse_attributes(attr or []), audit=_audit_path(out), settings=settings)
         err.print(f"audit log: {escape(str(_audit_path(out).resolve()))}")
-        the_plan = make_plan(prompt, access, target, None)
+        the_plan = make_plan(prompt, access, target, None, ColumnChoice(tuple(include or ()), tuple(exclude or ())))
         (out / "plan.json").write_text(the_plan.model_dump_json(indent=2) + "\n")
         if json_:
             sys.stdout.write(the_plan.model_dump_json(indent=2) + "\n")
@@ -396,6 +413,9 @@ def print_summary(result: SessionResult, out: Path, console: Console) -> None:
         console.print(f"  OODA {it['index']}: {escape(it['why'])}")
     console.print(f"  loop stopped: {escape(str(s.get('stopped')))}")
     console.print("  accepted features: " + (escape(", ".join(s.get("accepted_features", []))) or "none"))
+    left_out = s.get("excluded") or []
+    if left_out:
+        console.print("  columns left out: " + escape("; ".join(f"{e['column']} ({e['reason']})" for e in left_out)))
     table = Table("driver", "importance", "direction", title="Top drivers", title_justify="left")
     for d in s.get("drivers", [])[:8]:
         table.add_row(escape(str(d["feature"])), _num(d.get("importance")), escape(str(d.get("direction"))))
@@ -417,9 +437,9 @@ def _check_result(result: SessionResult, out: Path) -> None:
 
 def _plan_and_run(prompt: str, access: Access, out: Path, *, target: str | None = None, iterations: int,
                   budget_rounds: int | None = None, yes: bool, notes: str = "",
-                  runtime: RuntimeSettings | None = None) -> None:
+                  runtime: RuntimeSettings | None = None, columns: ColumnChoice | None = None) -> None:
     """Plan, preview (stderr), confirm, run with the OODA loop, print the summary; exit 3/4 if a step failed."""
-    the_plan = make_plan(prompt, access, target, budget_rounds)
+    the_plan = make_plan(prompt, access, target, budget_rounds, columns)
     err.print(escape(preview_text(the_plan, access)), soft_wrap=True)
     _confirm(yes)
     result = execute(the_plan, access, out, iterations=iterations, budget_rounds=budget_rounds, notes=notes,
@@ -432,7 +452,7 @@ def _plan_and_run(prompt: str, access: Access, out: Path, *, target: str | None 
 def run(prompt: Annotated[str, typer.Argument(help="what you want, in plain language")],
         out: Annotated[Path, typer.Option("--out", help="folder for plan.json, result.json, report.html, model")],
         warehouse: WarehouseOpt = None, policies: PoliciesOpt = None, user: Users = None, role: Roles = None,
-        attr: Attrs = None, target: TargetOpt = None,
+        attr: Attrs = None, target: TargetOpt = None, include: IncludeOpt = None, exclude: ExcludeOpt = None,
         iterations: Annotated[int, typer.Option("--iterations", min=0, help="OODA iterations (0: none)")] = 2,
         budget_rounds: Annotated[int | None, typer.Option("--budget-rounds", min=1,
                                                           help="most boosting rounds per plan")] = None,
@@ -445,7 +465,7 @@ def run(prompt: Annotated[str, typer.Argument(help="what you want, in plain lang
         access = open_access(_warehouse(warehouse, settings), policies or settings.policies, user, role or [],
                              parse_attributes(attr or []), audit=_audit_path(out), settings=settings)
         _plan_and_run(prompt, access, out, target=target, iterations=iterations, budget_rounds=budget_rounds,
-                      yes=yes, runtime=runtime)
+                      yes=yes, runtime=runtime, columns=ColumnChoice(tuple(include or ()), tuple(exclude or ())))
 
 
 def _audit_path(out: Path) -> Path:

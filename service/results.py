@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from planner.ooda import CandidateScore
+from planner.roles import Exclusion
 
 
 class Driver(BaseModel):
@@ -59,6 +60,8 @@ class SessionSummary(BaseModel):
     stopped: str = Field(default="", description="why the OODA loop stopped")
     drivers: list[Driver] = Field(default_factory=list)
     features: list[str] = Field(default_factory=list, description="the final model's features")
+    excluded: list[Exclusion] = Field(default_factory=list, description="columns of the table left out of "
+                                      "training, each with its reason (from the plan)")
     rows: int | None = None
     run_ids: list[str] = Field(default_factory=list,
                                description="the first run, then every OODA run, then the final report's run")

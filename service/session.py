@@ -136,7 +136,8 @@ def summarize(plan: Plan, first: RunResult, ooda: OodaResult | None, *, elapsed:
         "iterations": _iterations_json(ooda), "accepted_features": ooda.accepted_features if ooda else [],
         "stopped": ooda.stopped if ooda else f"the OODA loop could not run: {why_not}" if why_not
         else "the OODA loop did not run", "drivers": drivers,
-        "features": model.get("features") or [], "rows": (model.get("metrics") or {}).get("rows"),
+        "features": model.get("features") or [], "excluded": plan.metadata.get("excluded") or [],
+        "rows": (model.get("metrics") or {}).get("rows"),
         "run_ids": [first.id, *(r for it in (ooda.iterations if ooda else []) for r in it.run_ids)],
         "elapsed_s": round(elapsed, 1),
     }
@@ -157,6 +158,8 @@ def report_step(plan: Plan, roles: Mapping[str, str], ooda: OodaResult | None, m
                               **ref("explain", "drivers"), **ref("explain", "importance"),
                               **ref("residuals", "slices"), **ref("residuals", "overall_error"),
                               "iterations": iteration_rows(ooda), "notes": notes}
+    if plan.metadata.get("excluded"):
+        inputs["excluded"] = plan.metadata["excluded"]
     tune = next((s.id for s in plan.steps if s.skill == "tune"), None)
     if tune:
         inputs["trials"] = Ref(step=tune, path="trials")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -17,6 +17,8 @@ from skills.plan import Plan
 TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
 RUN_ID = r"^[A-Za-z0-9_-]{1,64}$"
 PlannerName = Literal["auto", "rules", "llm"]
+ColumnName = Annotated[str, Field(min_length=1, max_length=200, pattern=TEXT)]
+COLUMNS_LIMIT = 500
 
 
 class _In(BaseModel):
@@ -32,6 +34,10 @@ class PlanRequest(_In):
                                description="target column (`COL` or `table.COL`) when the prompt is ambiguous")
     budget: Budget | None = Field(default=None, description="lower your quota for this plan (never raises it)")
     planner: PlannerName = Field(default="auto", description="auto = the LLM when one is configured, else rules")
+    include: list[ColumnName] = Field(default_factory=list, max_length=COLUMNS_LIMIT,
+                                      description="columns to train on that the planner would leave out")
+    exclude: list[ColumnName] = Field(default_factory=list, max_length=COLUMNS_LIMIT,
+                                      description="columns to leave out of training")
 
 
 class PlanResponse(BaseModel):
@@ -50,6 +56,10 @@ class RunRequest(_In):
     target: str | None = Field(default=None, min_length=1, max_length=200, pattern=TEXT)
     budget: Budget | None = None
     planner: PlannerName = "auto"
+    include: list[ColumnName] = Field(default_factory=list, max_length=COLUMNS_LIMIT,
+                                      description="with `prompt`: columns to train on that the planner would leave out")
+    exclude: list[ColumnName] = Field(default_factory=list, max_length=COLUMNS_LIMIT,
+                                      description="with `prompt`: columns to leave out of training")
     iterations: int = Field(default=0, ge=0, le=5, description="OODA iterations after the run")
     compute: ComputeChoice | None = Field(default=None, description="training workers, CPUs per worker and GPUs "
                                           "for this run (unset: the server's settings); kept with the run")
@@ -58,6 +68,9 @@ class RunRequest(_In):
     def _one_source(self) -> RunRequest:
         if (self.plan is None) == (self.prompt is None):
             raise ValueError("give exactly one of `plan` and `prompt`")
+        if self.plan is not None and (self.include or self.exclude):
+            raise ValueError("`include` and `exclude` go with a `prompt`; a given plan's steps already say what "
+                             "each model trains on")
         return self
 
 

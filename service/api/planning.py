@@ -5,6 +5,7 @@ it comes from; a plan given by the client is validated again, never trusted.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 from planner import PlanError, plan_prompt, preview, validate_plan
@@ -29,12 +30,19 @@ def _which(services: Services, asked: PlannerName) -> Literal["rules", "llm"]:
 
 
 def make_plan(services: Services, user: ApiUser, prompt: str, *, target: str | None, budget: Budget | None,
-              planner: PlannerName = "auto") -> tuple[Plan, Literal["rules", "llm"]]:
-    """A validated plan for `prompt` as `user`. Raises PlanError (422) with every problem or the candidates."""
+              planner: PlannerName = "auto", include: Sequence[str] = (),
+              exclude: Sequence[str] = ()) -> tuple[Plan, Literal["rules", "llm"]]:
+    """A validated plan for `prompt` as `user`. Raises PlanError (422) with every problem or the candidates.
+    `include` / `exclude`: columns to bring back into training or leave out (the rule-based planner's)."""
     engine = services.get_engine()
     catalog = engine.catalog(user.principal)
     quota = user.effective_budget(budget)
     which = _which(services, planner)
+    if which == "llm" and (include or exclude):
+        if planner == "llm":
+            raise ApiError(422, "unsupported", "`include` / `exclude` work with the rule-based planner only",
+                           hint="use planner 'rules', or say which columns to use in the prompt")
+        which = "rules"  # "auto": the planner that honours the column choice
     if which == "llm":
         # litellm is slow to import: only when an LLM is configured
         from planner import plan_with_llm
@@ -45,7 +53,7 @@ def make_plan(services: Services, user: ApiUser, prompt: str, *, target: str | N
                              retries=services.settings.llm_retries)
         return plan, which
     return plan_prompt(prompt, catalog=catalog, registry=services.registry, target=target, budget=quota,
-                       principal=user.principal, engine=engine), which
+                       principal=user.principal, engine=engine, include=include, exclude=exclude), which
 
 
 def check_plan(services: Services, user: ApiUser, plan: Plan, budget: Budget | None) -> Plan:

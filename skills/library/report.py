@@ -70,6 +70,8 @@ class ReportInput(BaseModel):
     plan: Plan | None = None
     steps: list[dict[str, Any]] | None = Field(default=None, description="step statuses and timings of the run")
     notes: str | None = None
+    excluded: list[dict[str, str]] | None = Field(default=None, description="columns left out of training: "
+                                                  "{column, reason} (the plan's `excluded`)")
 
 
 class ReportOutput(BaseModel):
@@ -278,6 +280,13 @@ def _inputs_text(inputs: Mapping[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def excluded_section(inp: ReportInput) -> str:
+    if not inp.excluded:
+        return ""
+    rows = [[e.get("column"), e.get("reason")] for e in inp.excluded]
+    return section("Columns left out", table(["column", "why"], rows))
+
+
 def plan_section(inp: ReportInput) -> str:
     parts = []
     if inp.plan is not None:
@@ -292,7 +301,7 @@ def plan_section(inp: ReportInput) -> str:
 
 SECTIONS: tuple[Callable[[ReportInput], str], ...] = (
     headline_section, drivers_section, curves_section, trials_section, slices_section, iterations_section,
-    plan_section,
+    excluded_section, plan_section,
 )
 
 

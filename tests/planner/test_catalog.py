@@ -13,12 +13,12 @@ from planner.catalog import (
     is_key_like,
     is_pii_like,
     leakage_columns,
-    non_feature_columns,
     related_tables,
     singular,
     time_columns,
     words,
 )
+from planner.roles import name_exclusions
 from planner.rules_intent import parse_intent
 
 
@@ -74,8 +74,9 @@ def test_leakage() -> None:
     # a regression target shares words with honest inputs: only post-outcome names are leaks
     assert leakage_columns(columns, "total_charges", classification=False) == ["charges_status"]
     cat = {"t": {"id": "BIGINT", "name": "VARCHAR", "snapshot_date": "DATE", **columns}}
-    assert non_feature_columns(cat, "t", "churn", True) == ["id", "name", "snapshot_date", "cancel_date",
-                                                            "churn_reason"]
+    assert [(e.column, e.reason) for e in name_exclusions(cat, "t", "churn", True)] == [
+        ("id", "identifier (by name)"), ("name", "PII (by name)"), ("snapshot_date", "time column (DATE)"),
+        ("cancel_date", "time column (DATE)"), ("churn_reason", "leakage (by name: it names the outcome)")]
 
 
 @pytest.mark.parametrize(("prompt", "expected"), [

@@ -256,7 +256,7 @@ def test_model_metadata_is_allowlisted_and_its_words_are_labelled(good_plan: str
     plan = plan_with_llm("predict churn", model="gpt-4o-mini", catalog=catalog, registry=registry,
                          mock_response=json.dumps(reply))
     assert set(plan.metadata) <= {"task", "target", "model_step", "table_step", "planner", "llm_model", "flags",
-                                  "llm_notes"}
+                                  "llm_notes", "exclude", "excluded"}  # the last two derived from the steps
     assert plan.metadata["planner"] == "llm" and plan.metadata["flags"] == []
     text = preview(plan, registry, catalog).text()
     assert "Note: Governance is OFF" not in text  # never shown as agentml's own note
@@ -297,3 +297,18 @@ def test_the_ooda_prompt_sends_no_values_unless_allowed(audited_engine: Any, ana
     assert '"column": "contract"' in plain and '"lift": 1.8' in plain
     allowed = prompt_text(o, catalog, model, slices, 3, values=True, sensitive=sensitive)
     assert "month-to-month" in allowed and "[0, 6)" in allowed and "x@y.z" not in allowed
+
+
+def test_the_llm_is_told_the_columns_the_data_rules_out_by_name_and_reason_only(
+        llm_server: FakeLLM, good_plan: str, audited_engine: Any, analyst: Any, registry: Any) -> None:
+    llm_server.replies = [good_plan]
+    plan = plan_with_llm("predict churn", model=MODEL, registry=registry, engine=audited_engine, principal=analyst,
+                         api_base=llm_server.api_base, api_key="sk-test")
+    said = llm_server.requests[0]["messages"][-1]["content"]
+    assert "agentml profiled the target's table" in said
+    assert "- customer_id: identifier: 20 distinct of 20 rows" in said
+    assert "- email: PII: masked for you by the column policies" in said
+    assert "north" not in said and "***" not in said  # reasons hold counts and scores, never a value
+    excluded = {e["column"]: e["reason"] for e in plan.metadata["excluded"]}
+    assert set(excluded) == set(plan.step(plan.metadata["model_step"]).inputs["exclude"])
+    assert excluded["customer_id"] == "identifier: 20 distinct of 20 rows"

@@ -25,15 +25,15 @@ def test_preview_with_governed_row_counts(engine: Any, analyst: Any, catalog: An
     text = view.text()
     assert "reads customers (all visible columns)" in text
     assert "cost 12 trials, 2,400 boosting rounds x 20 rows = 48.0k row-rounds" in text
-    assert text.splitlines()[-1] == "Total: 2,500 boosting rounds, 12 trials; estimated 50.0k row-rounds " \
-                                    "(trials x rounds x rows)"
+    assert "Total: 2,500 boosting rounds, 12 trials; estimated 50.0k row-rounds (trials x rounds x rows)" \
+        in text.splitlines()  # the notes follow (here: column roles by name, the planner had no engine)
 
 
 def test_preview_without_row_counts(catalog: Any, registry: Any) -> None:
     plan = plan_prompt("quick churn model", catalog=catalog, registry=registry)
     view = preview(plan, registry, catalog)
     assert view.estimated_cost is None
-    assert view.text().splitlines()[-1] == "Total: 200 boosting rounds, 0 trials"
+    assert "Total: 200 boosting rounds, 0 trials" in view.text().splitlines()
 
 
 def test_preview_shows_notes_and_flags(catalog: Any, registry: Any) -> None:

@@ -83,6 +83,9 @@ def test_run_writes_plan_result_report_and_model(demo, tmp_path: Path) -> None:
     assert any(s["skill"] == "race_features" for s in plan["steps"])
     html = (out / "report.html").read_text()
     assert "OODA" in html and "churn" in html.lower()
+    left_out = {e["column"]: e["reason"] for e in result["excluded"]}
+    assert left_out["customer_id"].startswith("identifier") and left_out["region"].startswith("constant")
+    assert "Columns left out" in html and "columns left out: customer_id (identifier" in proc.stdout
     assert (out / "model.json").stat().st_size > 1000
     assert "cross-validated auc" in proc.stdout.lower()
 
@@ -223,6 +226,21 @@ def test_plan_writes_its_audit_where_run_does(demo, tmp_path: Path) -> None:
     records = [json.loads(line) for line in (out / "audit.jsonl").read_text().splitlines()]
     assert [r["verdict"] for r in records if r["action"] == "prompt"] == ["flagged"]  # on disk, not in memory
     assert json.loads((out / "plan.json").read_text())["steps"]
+
+
+def test_plan_shows_the_columns_left_out_and_takes_include_and_exclude(demo, tmp_path: Path) -> None:
+    shown = invoke("plan", PROMPT, *as_analyst(demo), "--out", str(tmp_path / "a"), "--exclude", "tenure")
+    assert shown.exit_code == 0, shown.output
+    assert "Columns left out" in shown.output and "tenure: you asked to leave it out (--exclude)" in shown.output
+    assert "Positive class: yes" in shown.output
+    left_out = json.loads((tmp_path / "a" / "plan.json").read_text())["metadata"]["excluded"]
+    key = next(e["column"] for e in left_out if e["reason"].startswith("identifier"))
+    back = invoke("plan", PROMPT, *as_analyst(demo), "--out", str(tmp_path / "b"), "--include", key)
+    assert back.exit_code == 0, back.output
+    assert key not in {e["column"] for e in json.loads((tmp_path / "b" / "plan.json").read_text())["metadata"]
+                       ["excluded"]}
+    unknown = invoke("plan", PROMPT, *as_analyst(demo), "--out", str(tmp_path / "c"), "--include", "tenur")
+    assert unknown.exit_code == 2 and "did you mean tenure" in unknown.output
 
 
 def test_the_result_schema_is_published_and_strict(tmp_path: Path) -> None:

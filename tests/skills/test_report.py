@@ -164,3 +164,13 @@ def test_ooda_candidates_are_drawn_with_the_accepted_one_highlighted(analysis):
     assert "1: billing_amount_spread" in doc and "1: billing_amount_avg" in doc
     assert "2: ratios_tenure" not in svg  # no score, no bar
     assert svg.count("fill: #c05621") == 1 and svg.count("fill: #2b6cb0") == 1  # accepted orange, the other blue
+
+
+def test_columns_left_out_are_listed_with_their_reasons_only_when_given():
+    from skills.library.report import render
+
+    doc = render(ReportInput(title="t", excluded=[{"column": "<b>id</b>", "reason": "identifier: 3 distinct of 3 rows"},
+                                                  {"column": "hired_on", "reason": "time column (DATE)"}]))
+    assert "<h2>Columns left out</h2>" in doc and "&lt;b&gt;id&lt;/b&gt;" in doc
+    assert "identifier: 3 distinct of 3 rows" in doc and "time column (DATE)" in doc
+    assert "Columns left out" not in render(ReportInput(title="t"))

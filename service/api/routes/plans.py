@@ -17,5 +17,5 @@ def create_plan(body: PlanRequest, user: UserDep, services: ServicesDep) -> Plan
     skill registry and the caller's budget. 422 lists every problem, or the candidates when the prompt is ambiguous.
     Nothing runs: POST the returned plan to /v1/runs to run it."""
     plan, which = make_plan(services, user, body.prompt, target=body.target, budget=body.budget,
-                            planner=body.planner)
+                            planner=body.planner, include=body.include, exclude=body.exclude)
     return PlanResponse(plan=plan, preview=plan_preview(services, user, plan), planner=which)

@@ -50,7 +50,7 @@ def create_run(body: RunRequest, user: UserDep, services: ServicesDep) -> RunCre
         plan = check_plan(services, user, body.plan, body.budget)
     else:
         plan, _ = make_plan(services, user, body.prompt or "", target=body.target, budget=body.budget,
-                            planner=body.planner)
+                            planner=body.planner, include=body.include, exclude=body.exclude)
     run_id = services.store.create_run(plan, user.principal, prompt=body.prompt or plan.goal,
                                        backend=services.runner.name, settings=runtime.model_dump(mode="json"))
     services.runner.submit(run_id, iterations=body.iterations)

@@ -68,3 +68,17 @@ def test_plan_latency_p50(api: Api) -> None:
          "p50_ms": round(p50 * 1000, 1), "p90_ms": round(p90 * 1000, 1)}, indent=2))
     print(f"\nPOST /v1/plans: p50 {p50 * 1000:.1f} ms, p90 {p90 * 1000:.1f} ms over {len(seconds)} requests")
     assert p50 < 1.0  # generous on a shared 2-core machine; the number itself is in test-artifacts/
+
+
+def test_include_and_exclude_choose_the_training_columns(api: Api) -> None:
+    body = api.post("/v1/plans", json={"prompt": PROMPT, "exclude": ["tenure"]}).json()
+    excluded = {e["column"]: e["reason"] for e in body["plan"]["metadata"]["excluded"]}
+    assert excluded["tenure"] == "you asked to leave it out (--exclude)"
+    assert {"column": "tenure", "reason": excluded["tenure"]} in body["preview"]["excluded"]
+    key = next(c for c, why in excluded.items() if why.startswith("identifier"))  # left out from the data
+    back = api.post("/v1/plans", json={"prompt": PROMPT, "include": [key]}).json()
+    assert key not in {e["column"] for e in back["plan"]["metadata"]["excluded"]}
+    wrong = api.post("/v1/plans", json={"prompt": PROMPT, "include": ["tenur"]})
+    assert wrong.status_code == 422 and wrong.json()["error"]["candidates"] == ["tenure"]
+    plan = api.post("/v1/runs", json={"plan": body["plan"], "exclude": ["tenure"]})
+    assert plan.status_code == 422  # a given plan already says what each model trains on
