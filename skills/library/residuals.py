@@ -108,7 +108,8 @@ def resolve_error(kind: str, task: Task, multiclass: bool = False) -> ErrorKind:
     if kind == "auto":
         return ("miss" if multiclass else "logloss") if task == "classification" else "squared"
     if kind in ("logloss", "miss") and task != "classification":
-        raise SkillError(f"{kind} needs a classification model", skill="residuals", hint='use error="squared"')
+        what = "log loss" if kind == "logloss" else "the miss (1 - probability of the true class)"
+        raise SkillError(f"{what} needs a classification model", skill="residuals", hint='use error="squared"')
     if multiclass and kind not in ("logloss", "miss"):
         raise SkillError(f"{kind} error needs one prediction per row; a multiclass model predicts one probability "
                          f"per class", skill="residuals", hint='use error="miss" or "logloss" (or "auto")')

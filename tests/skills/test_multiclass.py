@@ -17,6 +17,7 @@ from skills.library.explain import ExplainInput, explain
 from skills.library.report import ReportInput, render
 from skills.library.residuals import ResidualsInput, residuals
 from skills.library.train_xgboost import TrainInput, train_xgboost
+from skills.library.tune import TuneInput, tune
 
 FEATURES = ["petal_length", "petal_width", "sepal_width"]
 FAST = {"num_rounds": 40, "early_stopping_rounds": 10, "params": {"eta": 0.3, "max_depth": 3}}
@@ -148,3 +149,28 @@ def test_targets_that_cannot_be_learned_say_why_and_how_to_fix_it(tmp_path):
     assert "'c' is not a value of the target" in unknown.message and "a, b" in unknown.hint
     numeric = _bad(h, pa.table({"x": x, "y": x * 2}), target="y", task="regression", positive="1")
     assert "only applies to classification" in numeric.message
+
+
+# ------------------------------------------------------------------------------------------------ on Ray
+
+
+@pytest.mark.ray
+def test_tune_searches_a_multiclass_model_on_mlogloss_and_retrains_it_on_ray_train(tmp_path, ray_cluster):
+    h = harness(tmp_path, compute="ray")
+    table = h.put("flowers", flowers(), key=FLOWER_ID)
+    out = tune(h.ctx, TuneInput(table=table, target="species", features=FEATURES, num_trials=2, max_rounds=30,
+                                search="random", scheduler="fifo", seed=0))
+    assert out.model.classes == list(SPECIES) and out.model.params["objective"] == "multi:softprob"
+    metrics = [t["metric"] for t in out.trials]
+    assert all(0.0 < m < np.log(3) for m in metrics)  # each trial's best validation mlogloss
+    assert out.best_params == min(out.trials, key=lambda t: t["metric"])["params"]  # lower is better
+    assert out.model.metrics["auc"] > 0.85 and out.model.metrics["mlogloss"] < 0.8
+
+
+@pytest.mark.ray
+def test_a_streamed_multiclass_table_trains_on_ray(tmp_path, ray_cluster):
+    h = harness(tmp_path, compute="ray", stream_rows=100)  # 600 rows: streamed in Ray Data batches
+    table = h.put("flowers", flowers(), key=FLOWER_ID)
+    model = train_xgboost(h.ctx, TrainInput(table=table, target="species", features=FEATURES, **FAST)).model
+    assert model.classes == list(SPECIES) and model.multiclass
+    assert model.metrics["auc"] > 0.85 and model.metrics["mlogloss"] < 0.8
