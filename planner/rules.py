@@ -81,14 +81,17 @@ class Goal:
 
 def decide_task(intent: Intent, column: str, type_: str) -> Task | None:
     """Classification or regression from the wording first, then the column's type and name; None for an integer
-    column nothing hints at (the training skill decides from the data: two values -> classification)."""
+    column nothing hints at (the training skill decides from the data: two values -> classification). A text or
+    boolean target is classification however many levels it has (3+: multiclass, decided by the skill); "which
+    species / what type" wording leans an integer column to classification."""
     kind = column_kind(type_)
     if intent.task == "regression" and kind in ("text", "boolean"):
         raise PlanError(f"{column} is a {type_} column; a regression needs a numeric target",
                         candidates=[column], hint="ask for a classifier, or name a numeric column with --target COL")
     if intent.task == "classification" and kind == "float":
-        raise PlanError(f"{column} is a {type_} column; a classifier needs a yes/no column",
-                        candidates=[column], hint="ask for a regression, or name a yes/no column with --target COL")
+        raise PlanError(f"{column} is a {type_} column; a classifier needs a yes/no or category column",
+                        candidates=[column],
+                        hint="ask for a regression, or name a yes/no or category column with --target COL")
     if intent.task is not None:
         return intent.task
     if kind in ("text", "boolean") or binary_like(column, type_):

@@ -51,15 +51,19 @@ class Intent:
     cutoff: str | None = None
 
 
+_CLASS_WORDS = r"(species|segments?|categor(?:y|ies)|types?|class(?:es)?|kinds?|groups?|tiers?|grades?|labels?|" \
+    r"genre|breed|varieties|variety|brands?|departments?|cluster)"
+
+
 def _task(text: str) -> tuple[Task | None, Task | None]:
     said: Task | None = None
-    if _has(r"\b(classif\w*|binary)\b", text):
+    if _has(r"\b(classif\w*|binary|multi-?class|multinomial)\b", text):
         said = "classification"
     elif _has(r"\b(regress\w*)\b", text):
         said = "regression"
     leaning: Task | None = None
     if _has(r"\b(probabilit\w*|likelihood|likely|whether|chances?|odds|who will|which \w+ will|at risk|risk of)\b",
-            text):
+            text) or _has(rf"\b(which|what)\s+(\w+\s+)?{_CLASS_WORDS}\b", text):  # "which species", "what type"
         leaning = "classification"
     elif _has(r"\b(how much|how many|forecast\w*|estimate\w*|amount of|value of|expected)\b", text):
         leaning = "regression"

@@ -6,6 +6,7 @@ xgboost sees them as native categorical features (feature type "c"). Unseen leve
 """
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ from skills.types import Task
 
 _POSITIVE = {"1", "true", "t", "yes", "y", "churn", "churned", "positive", "pos"}
 MAX_LEVELS = 256
+MAX_CLASSES = 50  # more classes than this: group them, or ask for a regression
 
 
 @dataclass
@@ -114,26 +116,85 @@ def target_level(value: object) -> str:
 
 
 def positive_level(levels: Iterable[str]) -> str:
-    """The positive class among a binary target's levels (`target_level`s): yes/true/1/churn..., else the last."""
+    """The positive class among a binary target's two levels (`target_level`s): yes/true/1/churn..., else the last."""
     ordered = sorted(set(levels))
-    if len(ordered) > 2:
-        raise SkillError(
-            f"classification needs a binary target, found {len(ordered)} levels",
-            hint="pick a yes/no column as target, or ask for a regression",
-        )
     return next((lv for lv in ordered if lv in _POSITIVE), ordered[-1])
 
 
-def encode_target(col: pa.ChunkedArray | pa.Array, task: Task, positive: str | None = None) -> np.ndarray:
-    """Regression: float32. Classification: 1.0 for the positive level (yes/true/1/churn...), else 0.0. Pass the
-    `positive` level when `col` is one batch of a larger table (a batch may hold one class only)."""
-    if col.null_count:
-        raise SkillError(f"the target has {col.null_count} missing values", hint="filter them out in the query")
+def is_multiclass(classes: Sequence[str]) -> bool:
+    """True for a classification model with more than two classes (softprob: one probability per class)."""
+    return len(classes) > 2
+
+
+def check_target_nulls(nulls: int, rows: int) -> None:
+    """A SkillError when `nulls` of a target's `rows` are missing (a distinct one when all are)."""
+    if nulls and nulls == rows:
+        raise SkillError(f"the target has no values: all {rows} rows are missing",
+                         hint="pick another target column, or check the query's joins and filters")
+    if nulls:
+        raise SkillError(f"the target has {nulls} missing values", hint="filter them out in the query")
+
+
+def target_classes(counts: Mapping[str, int], nulls: int = 0, positive: str | None = None,
+                   truncated: bool = False) -> list[str]:
+    """A classification target's classes in label order, from its level counts (`level_counts`; `truncated` when
+    only the most frequent levels were counted). Binary: [negative, positive], the positive level being `positive`
+    (a `target_level`; on a target with more levels, that level against all others, "not <level>") or else
+    yes/true/1/churn..., else the last. Three to MAX_CLASSES levels: multiclass, sorted. A clear SkillError for a
+    target that cannot be learned: missing values, one class, an identifier, too many classes, an unknown
+    `positive`."""
+    merged: Counter[str] = Counter()
+    for level, count in counts.items():
+        merged[target_level(level)] += count
+    rows = sum(merged.values()) + nulls
+    check_target_nulls(nulls, rows)
+    levels = sorted(merged)
+    if positive is not None:
+        wanted = target_level(positive)
+        if wanted not in merged:
+            shown = ", ".join(levels[:20]) + (", ..." if len(levels) > 20 else "")
+            raise SkillError(f"the positive level {positive!r} is not a value of the target",
+                             hint=f"pick one of its levels: {shown}")
+    if len(levels) < 2:
+        raise SkillError(f"the target has a single class ({levels[0]!r} in all {rows} rows): nothing to learn"
+                         if levels else "the target has no rows",
+                         hint="pick a target whose values differ, or widen the query's filters")
+    if positive is not None:
+        others = [lv for lv in levels if lv != wanted]
+        return [others[0] if len(others) == 1 else f"not {wanted}", wanted]
+    if len(levels) == 2 and not truncated:
+        chosen = positive_level(levels)
+        return [next(lv for lv in levels if lv != chosen), chosen]
+    if len(levels) > 2 and (truncated or len(levels) > 0.5 * rows):
+        raise SkillError(f"the target looks like an identifier: {len(levels)}{'+' if truncated else ''} distinct "
+                         f"values in {rows} rows, so no class repeats enough to learn from",
+                         hint="pick a target with repeated outcomes (a category or a number); if it is a number "
+                              "to predict, ask for a regression")
+    if len(levels) > MAX_CLASSES:
+        raise SkillError(f"the target has {len(levels)} classes, more than the {MAX_CLASSES} a classifier here "
+                         f"can learn",
+                         hint="group rare classes in the query (CASE WHEN ... ELSE 'other'), name the one level "
+                              "that counts as positive, or ask for a regression if the target is a number")
+    return levels
+
+
+def encode_target(col: pa.ChunkedArray | pa.Array, task: Task, classes: Sequence[str] | None = None) -> np.ndarray:
+    """Regression: float32. Classification: the class index in `classes` (`target_classes`; inferred from `col`
+    when omitted): binary 1.0 for the positive level, else 0.0; multiclass 0..K-1. Pass the model's `classes` when
+    `col` is not the whole training target (a batch may hold one class only)."""
+    check_target_nulls(col.null_count, len(col))
     if task == "regression":
         return np.asarray(pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float32)
     values = [target_level(v) for v in _as_strings(col).to_pylist()]
-    positive = positive_level(values) if positive is None else positive
-    return np.fromiter((v == positive for v in values), dtype=np.float32, count=len(values))
+    classes = list(classes) if classes else target_classes(Counter(values))
+    if not is_multiclass(classes):
+        return np.fromiter((v == classes[-1] for v in values), dtype=np.float32, count=len(values))
+    index = {level: i for i, level in enumerate(classes)}
+    unknown = sorted({v for v in values if v not in index})
+    if unknown:
+        raise SkillError(f"the target has level(s) the model never saw: {', '.join(unknown[:10])}",
+                         hint=f"score rows of the model's classes only ({', '.join(classes)})")
+    return np.fromiter((index[v] for v in values), dtype=np.float32, count=len(values))
 
 
 def encode_features(table: pa.Table, features: Sequence[str], categories: dict[str, list[str]]) -> np.ndarray:
@@ -154,11 +215,11 @@ def encode_features(table: pa.Table, features: Sequence[str], categories: dict[s
 
 def build_frame(
     table: pa.Table, features: Sequence[str], target: str | None, task: Task,
-    categories: dict[str, list[str]] | None = None,
+    categories: dict[str, list[str]] | None = None, classes: Sequence[str] | None = None,
 ) -> Frame:
-    """The design matrix for `features` (+ label). Pass the model's `categories` when scoring."""
+    """The design matrix for `features` (+ label). Pass the model's `categories` and `classes` when scoring."""
     cats = infer_categories(table, features) if categories is None else categories
     X = encode_features(table, features, cats)
-    y = encode_target(table.column(target), task) if target else None
+    y = encode_target(table.column(target), task, classes) if target else None
     types = ["c" if f in cats else "q" for f in features]
     return Frame(X=X, y=y, features=list(features), feature_types=types, categories=cats)

@@ -28,6 +28,11 @@ class ModelArtifact(BaseModel):
     target: str
     features: list[str]
     categories: dict[str, list[str]] = Field(default_factory=dict, description="categorical column -> levels")
+    classes: list[str] = Field(
+        default_factory=list,
+        description="classification: the target's classes in label order (`skills.frame.target_level` text); "
+                    "binary [negative, positive], multiclass sorted; empty for regression (and models saved "
+                    "before classes were recorded: the data decides, as it did then)")
     params: dict[str, float | int | str] = Field(default_factory=dict)
     num_rounds: int = 0
     best_iteration: int | None = None
@@ -36,6 +41,16 @@ class ModelArtifact(BaseModel):
     boost_seconds: float | None = Field(default=None, description="wall time of the boosting rounds alone (no "
                                         "startup, data loading or DMatrix building)")
     backend: str = "xgboost"
+
+    @property
+    def positive(self) -> str | None:
+        """The level a binary classifier predicts the probability of; None for multiclass and regression."""
+        return self.classes[-1] if len(self.classes) == 2 else None
+
+    @property
+    def multiclass(self) -> bool:
+        """A classifier with more than two classes: it predicts one probability per class."""
+        return len(self.classes) > 2
 
 
 class Figure(BaseModel):

@@ -126,3 +126,37 @@ def test_churn_plan_end_to_end_without_the_pii_column(ray_cluster, engine: Engin
     assert len(result.outputs("tune")["trials"]) == 3
     assert store.get_run(result.id).status == "succeeded"
     assert any(e.kind == "progress" and e.step == "tune" for e in store.events(result.id))
+
+
+def test_which_species_prompt_runs_a_multiclass_model_end_to_end(ray_cluster, tmp_path: Path) -> None:
+    """A rule-based plan for a "which species" question on a generated three-class table: a softprob model with its
+    classes, macro AUC and mlogloss, drivers worded for a class, and residual slices on the noisy site."""
+    import sys
+
+    from planner import plan_prompt
+
+    sys.path.insert(0, str(Path(__file__).parent / "skills"))
+    from multiclass_fixtures import SPECIES, flowers
+
+    local = Principal(user="botanist", roles=["local"])
+    eng = Engine(Policies.allow_all(["flowers"], roles=["local"]), threads=2)
+    eng.register("flowers", flowers())
+    plan = plan_prompt("Which species is each flower? A quick model, 40 rounds, 3 folds", engine=eng,
+                       principal=local, registry=load_registry())
+    assert plan.metadata["task"] == "classification" and plan.metadata["target"] == "species"
+    result = run_plan(plan, local, engine=eng, artifacts=ArtifactStore(tmp_path / "artifacts"),
+                      store=RunStore(f"sqlite:///{tmp_path / 'runs.db'}"), settings=RuntimeSettings(seed=0),
+                      registry=load_registry())
+    failed = {s.id: (s.error, s.hint) for s in result.steps.values() if s.status != "succeeded"}
+    assert result.status == "succeeded", failed
+    model = result.outputs(plan.metadata["model_step"])["model"]
+    assert model["classes"] == list(SPECIES) and model["params"]["objective"] == "multi:softprob"
+    evaluated = result.outputs("evaluate")
+    assert evaluated["metric_name"] == "auc" and evaluated["cv_metrics"]["auc"] > 0.85
+    assert "mlogloss" in evaluated["metrics"]
+    drivers = result.outputs("explain")["drivers"]
+    assert drivers and all(d["target_class"] in SPECIES for d in drivers)
+    slices = result.outputs("residuals")["slices"]
+    assert (slices[0]["column"], slices[0]["slice"]) == ("site", "marsh")
+    html = Path(result.outputs("report")["path"]).read_text()
+    assert "setosa, versicolor, virginica" in html

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from skills.context import SkillContext
 from skills.library.boosting.data import fold_ids, subset
-from skills.library.boosting.params import EVAL_METRICS, model_params, primary_metric
+from skills.library.boosting.params import eval_metrics, model_params, primary_metric
 from skills.library.boosting.tasks import RayTasks, StoredTable, ray_tasks, reader, run_each
 from skills.registry import skill
 from skills.types import ModelArtifact, TableArtifact, Task
@@ -79,6 +79,7 @@ class FoldSpec:
     folds: int
     seed: int
     categories: dict[str, list[str]] | None = None
+    classes: tuple[str, ...] = ()  # the model's classes (`ModelArtifact.classes`); () infers them from the table
 
     @property
     def columns(self) -> list[str]:
@@ -87,10 +88,12 @@ class FoldSpec:
 
 
 def fold_spec(features: Sequence[str], target: str, task: Task, params: Mapping[str, Any], num_rounds: int,
-              folds: int, seed: int, categories: dict[str, list[str]] | None, nthread: int) -> FoldSpec:
+              folds: int, seed: int, categories: dict[str, list[str]] | None, nthread: int,
+              classes: Sequence[str] = ()) -> FoldSpec:
     """The fold spec of a model's parameters; `nthread` 0 means every core of the process that runs the fold."""
-    full = {**model_params(task, seed, params), "eval_metric": EVAL_METRICS[task], "nthread": nthread}
-    return FoldSpec(list(features), target, task, full, num_rounds, folds, seed, categories)
+    stored = model_params(task, seed, params, classes)
+    full = {**stored, "eval_metric": eval_metrics(stored, task), "nthread": nthread}
+    return FoldSpec(list(features), target, task, full, num_rounds, folds, seed, categories, tuple(classes))
 
 
 @dataclass
@@ -107,7 +110,7 @@ def fold_data(load: Callable[[], pa.Table], spec: FoldSpec) -> FoldData:
     default to the levels of the whole table, shared by every fold."""
     from skills.frame import build_frame
 
-    frame = build_frame(load(), spec.features, spec.target, spec.task, spec.categories)
+    frame = build_frame(load(), spec.features, spec.target, spec.task, spec.categories, spec.classes or None)
     return FoldData(spec, frame, fold_ids(frame.labels, spec.task, spec.folds, spec.seed))
 
 
@@ -135,13 +138,14 @@ def run_folds(spec: FoldSpec, load: Callable[[], pa.Table], on: RayTasks | None,
 
 def cross_validate(table: pa.Table, features: Sequence[str], target: str, task: Task, params: Mapping[str, Any],
                    num_rounds: int, folds: int = 5, seed: int = 0, categories: dict[str, list[str]] | None = None,
-                   *, on_fold: FoldHook | None = None) -> list[dict[str, float]]:
+                   *, on_fold: FoldHook | None = None, classes: Sequence[str] = ()) -> list[dict[str, float]]:
     """Per-fold metrics of `params` trained for `num_rounds` on k-1 folds and scored on the k-th (AUC, logloss,
-    accuracy, F1 for classification; RMSE, MAE, R2 for regression), in this process. Folds are stratified for
-    classification and deterministic given `seed`; categories default to the levels of the whole table, shared by
-    every fold. `evaluate` runs the same folds as Ray tasks when Ray is up (`run_folds`)."""
+    accuracy, F1 for classification, macro AUC and mlogloss for 3+ `classes`; RMSE, MAE, R2 for regression), in
+    this process. Folds are stratified for classification (on every class) and deterministic given `seed`;
+    categories and classes default to the levels of the whole table, shared by every fold. `evaluate` runs the
+    same folds as Ray tasks when Ray is up (`run_folds`)."""
     spec = fold_spec(features, target, task, params, num_rounds, folds, seed, categories,
-                     nthread=int(params.get("nthread", 0) or 0))  # 0: every core this process may use
+                     nthread=int(params.get("nthread", 0) or 0), classes=classes)  # 0: every core of this process
     return run_folds(spec, partial(_given, table), None, on_fold)
 
 
@@ -157,12 +161,19 @@ def mean_metrics(folds: Sequence[Mapping[str, float]]) -> dict[str, float]:
 
 
 def curves_for(task: Task, y: np.ndarray, pred: np.ndarray, model: ModelArtifact, seed: int) -> dict[str, Any]:
-    """ROC and PR points (classification) or a predicted-vs-actual sample (regression), plus the learning curve."""
+    """ROC and PR points (binary classification), each class's share of the rows and of the predicted classes
+    (multiclass) or a predicted-vs-actual sample (regression), plus the learning curve."""
     from skills.library.boosting.metrics import pr_points, roc_points
 
-    metric = primary_metric(task)
+    metric = primary_metric(task, model.classes)
     out: dict[str, Any] = {"learning_curve": {"metric": metric, "values": model.history.get(metric, []),
                                               "best_iteration": model.best_iteration}}
+    if pred.ndim == 2:  # one probability per class: no single ROC curve
+        predicted = np.argmax(pred, axis=1)
+        out["classes"] = {"levels": list(model.classes),
+                          "share": [float(np.mean(y == k)) for k in range(pred.shape[1])],
+                          "predicted_share": [float(np.mean(predicted == k)) for k in range(pred.shape[1])]}
+        return out
     if task == "classification":
         out["roc"] = roc_points(y, pred)
         out["pr"] = pr_points(y, pred)
@@ -184,8 +195,9 @@ def _holdout(booster: xgb.Booster, model: ModelArtifact, table: pa.Table) -> tup
     from skills.frame import build_frame
     from skills.library.boosting.saved_model import validation_rows
 
-    rows = validation_rows(table, model.target, model.task, booster)
-    frame = build_frame(table.take(rows), model.features, model.target, model.task, model.categories)
+    rows = validation_rows(table, model, booster)
+    frame = build_frame(table.take(rows), model.features, model.target, model.task, model.categories,
+                        model.classes or None)
     return frame.labels, booster.predict(frame.dmatrix())
 
 
@@ -213,13 +225,15 @@ def _cost(inp: EvaluateInput) -> int:
 
 @skill("evaluate", cost=_cost, tags=("model",))
 def evaluate(ctx: SkillContext, inp: EvaluateInput) -> EvaluateOutput:
-    """Judge a trained model: holdout metrics on its validation rows (AUC, logloss, accuracy, F1 for
-    classification; RMSE, MAE, R2 for regression), stratified k-fold cross-validation of its parameters (mean and
-    per fold) and curve data for the report (ROC and precision-recall, or predicted vs actual; learning curve)."""
+    """Judge a trained model: holdout metrics on its validation rows (AUC, logloss, accuracy, F1 for binary
+    classification; macro AUC, mlogloss, accuracy, macro F1 for 3+ classes; RMSE, MAE, R2 for regression),
+    stratified k-fold cross-validation of its parameters (mean and per fold) and curve data for the report (ROC and
+    precision-recall, class shares, or predicted vs actual; learning curve)."""
     model, seed = inp.model, ctx.settings.seed
     source, on = StoredTable(ctx.artifacts, inp.table.uri), ray_tasks(ctx)
     spec = fold_spec(model.features, model.target, model.task, model.params, model.num_rounds, inp.folds, seed,
-                     model.categories, nthread=on.cpus if on else 0)  # 0: every core of this process
+                     model.categories, nthread=on.cpus if on else 0,  # 0: every core of this process
+                     classes=model.classes)
     # On Ray every task reads the columns it needs by itself; in this process they are read once and shared.
     load = reader(source, spec.columns) if on else partial(_given, source.read(spec.columns))
     rows = source.num_rows()

@@ -3,7 +3,10 @@
 SHAP values are computed on a seeded sample of at most `SAMPLE_ROWS` rows, read from the stored table a batch at a
 time, so the whole table is never held. Direction of a numeric feature is the sign of the correlation between its
 value and its SHAP value ("higher tenure decreases churn risk"); for a categorical feature it is the level whose rows
-get the largest mean SHAP value ("Month-to-month contract increases churn risk").
+get the largest mean SHAP value ("Month-to-month contract increases churn risk"). A binary model's outcome is its
+positive level: "churn risk" for a yes/true/1 level, else "the chance that status is bad". A multiclass model has SHAP
+values per class: a feature's importance is its mean |SHAP| averaged over the classes, and its direction is read for
+the class it moves most ("Higher petal length increases the chance that species is virginica").
 Loading and scoring the model: `boosting.saved_model`.
 """
 from __future__ import annotations
@@ -49,6 +52,8 @@ class FeatureImportance(BaseModel):
     importance: float
     direction: Direction
     level: str | None = Field(default=None, description="categorical level the direction refers to")
+    target_class: str | None = Field(default=None,
+                                     description="multiclass: the class whose probability the direction refers to")
 
 
 class Driver(FeatureImportance):
@@ -123,10 +128,23 @@ def _is_binary(values: np.ndarray) -> bool:
     return bool(seen) and seen <= {0.0, 1.0}
 
 
+def outcome_phrase(target: str, task: Task, positive: str | None = None) -> str:
+    """What a classifier's prediction is the chance of, in words: "churn risk" (a yes/true/1 positive level, or none
+    known), "the chance that status is bad" (any other level); "predicted price" for regression."""
+    name = _human(target).lower()
+    if task != "classification":
+        return f"predicted {name}"
+    if positive is None or positive.strip().lower() in _BOOLEAN_LEVELS:
+        return f"{name} risk"
+    return f"the chance that {name} is {positive}"
+
+
 def summary_line(feature: str, direction: Direction, level: str | None, target: str, task: Task,
-                 binary: bool = False) -> str:
-    """One plain-English line, e.g. "Month-to-month contract increases churn risk"."""
-    outcome = f"{_human(target).lower()} risk" if task == "classification" else f"predicted {_human(target).lower()}"
+                 binary: bool = False, positive: str | None = None) -> str:
+    """One plain-English line, e.g. "Month-to-month contract increases churn risk"; `positive` is the level (or,
+    multiclass, the class) whose chance the prediction is ("Higher income decreases the chance that status is
+    bad")."""
+    outcome = outcome_phrase(target, task, positive)
     if direction == "neutral":
         return f"{_human(feature).capitalize()} has no consistent effect on {outcome}"
     if level is not None and _reads_as_adjective(level):
@@ -157,22 +175,36 @@ def _plural(subject: str) -> bool:
 
 
 def shap_values(booster: xgb.Booster, frame: Frame, model: ModelArtifact) -> tuple[np.ndarray, float]:
-    """Per-row SHAP values (rows x features) and the base value, via xgboost's exact TreeSHAP."""
+    """Per-row SHAP values and the (mean) base value, via xgboost's exact TreeSHAP: rows x features, or rows x
+    classes x features for a multiclass model."""
     contribs = predict(booster, frame, model, pred_contribs=True)
-    if contribs.ndim != 2 or contribs.shape[1] != len(frame.features) + 1:
-        raise SkillError(f"explain supports binary classification and regression models, got SHAP shape "
-                         f"{contribs.shape}", skill="explain", hint="train a binary or regression model")
+    width = len(frame.features) + 1
+    if contribs.ndim == 3 and contribs.shape[2] == width:  # multiclass: rows x classes x (features + bias)
+        return contribs[:, :, :-1], float(contribs[:, :, -1].mean())
+    if contribs.ndim != 2 or contribs.shape[1] != width:
+        raise SkillError(f"explain cannot read this model's SHAP values (shape {contribs.shape})", skill="explain",
+                         hint="explain a model trained by train_xgboost or tune")
     return contribs[:, :-1], float(contribs[:, -1].mean())
 
 
-def rank_features(frame: Frame, shap: np.ndarray) -> list[FeatureImportance]:
-    """Every feature with its mean |SHAP| and direction, most important first."""
+def rank_features(frame: Frame, shap: np.ndarray, classes: Sequence[str] = ()) -> list[FeatureImportance]:
+    """Every feature with its mean |SHAP| and direction, most important first. Multiclass SHAP values (rows x
+    classes x features): importance averaged over the classes, direction read for the class the feature moves most
+    (`classes` names it)."""
     out = []
     for j, name in enumerate(frame.features):
-        direction, level = direction_of(frame, j, shap[:, j])
-        importance = float(np.abs(shap[:, j]).mean())
+        target_class = None
+        if shap.ndim == 3:
+            per_class = np.abs(shap[:, :, j]).mean(axis=0)
+            k = int(np.argmax(per_class))
+            column, importance = shap[:, k, j], float(per_class.mean())
+            target_class = classes[k] if k < len(classes) else str(k)
+        else:
+            column, importance = shap[:, j], float(np.abs(shap[:, j]).mean())
+        direction, level = direction_of(frame, j, column)
         out.append(FeatureImportance(feature=name, importance=importance,
-                                     direction=direction if importance > 0 else "neutral", level=level))
+                                     direction=direction if importance > 0 else "neutral", level=level,
+                                     target_class=target_class))
     return sorted(out, key=lambda f: (-f.importance, f.feature))
 
 
@@ -181,7 +213,8 @@ def top_drivers(ranked: Sequence[FeatureImportance], frame: Frame, model: ModelA
     out = []
     for item in [r for r in ranked if r.importance > 0 and r.direction != "neutral"][:k]:
         binary = item.feature not in frame.categories and _is_binary(frame.X[:, frame.features.index(item.feature)])
-        text = summary_line(item.feature, item.direction, item.level, model.target, model.task, binary)
+        text = summary_line(item.feature, item.direction, item.level, model.target, model.task, binary,
+                            item.target_class or model.positive)
         out.append(Driver(**item.model_dump(), summary=text))
     return out
 
@@ -190,7 +223,8 @@ def top_drivers(ranked: Sequence[FeatureImportance], frame: Frame, model: ModelA
 def explain(ctx: SkillContext, inp: ExplainInput) -> ExplainOutput:
     """Explain a trained XGBoost model: SHAP values on a sample of rows, global feature importance (mean |SHAP|),
     and the top drivers with their direction and a plain-English summary ("Month-to-month contract increases churn
-    risk"). Use it to answer "why" questions about the model's predictions."""
+    risk", worded for the model's positive level or, multiclass, for the class a feature moves most). Use it to
+    answer "why" questions about the model's predictions."""
     booster = load_booster(ctx.artifacts, inp.model.uri, "explain")
     source = StoredTable(ctx.artifacts, inp.table.uri)  # only the sampled rows of the model's columns are held
     present = [name for name in inp.model.features if name in source.schema.names]  # model_frame names the rest
@@ -198,7 +232,7 @@ def explain(ctx: SkillContext, inp: ExplainInput) -> ExplainOutput:
     ctx.progress(f"computing SHAP values on {table.num_rows} rows", done=0, total=table.num_rows, unit="rows")
     frame = model_frame(table, inp.model, "explain")
     shap, base_value = shap_values(booster, frame, inp.model)
-    ranked = rank_features(frame, shap)
+    ranked = rank_features(frame, shap, inp.model.classes)
     ctx.progress(f"explained {table.num_rows} rows", done=table.num_rows, total=table.num_rows, unit="rows")
     return ExplainOutput(importance=ranked, drivers=top_drivers(ranked, frame, inp.model, inp.top_k),
                          rows=table.num_rows, base_value=base_value)

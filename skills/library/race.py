@@ -43,7 +43,7 @@ from skills.context import SkillContext
 from skills.errors import SkillError
 from skills.frame import build_frame, infer_task
 from skills.library.boosting.compute import cluster_compute, require_ray
-from skills.library.boosting.data import holdout_split
+from skills.library.boosting.data import holdout_split, table_classes
 from skills.library.boosting.params import mode_of, model_params, primary_metric
 from skills.registry import skill
 from skills.types import TableArtifact, Task
@@ -147,17 +147,18 @@ class _Data:
                 xgb.DMatrix(self.X_valid[:, idx], label=self.y_valid, **kw))
 
 
-def _split(table: pa.Table, features: list[str], target: str, task: Task, fraction: float, seed: int) -> _Data:
+def _split(table: pa.Table, features: list[str], target: str, task: Task, fraction: float, seed: int,
+           classes: list[str]) -> _Data:
     """The design matrix and the same stratified holdout split training uses (`boosting.data.holdout_split`)."""
-    frame = build_frame(table, features, target, task)
+    frame = build_frame(table, features, target, task, classes=classes or None)
     assert frame.y is not None
     tr, va = holdout_split(frame.y, task, fraction, seed)
     return _Data(frame.X[tr], frame.y[tr], frame.X[va], frame.y[va], frame.features, frame.feature_types)
 
 
-def _params(task: Task, params: dict[str, Any], seed: int) -> dict[str, Any]:
+def _params(task: Task, params: dict[str, Any], seed: int, classes: list[str]) -> dict[str, Any]:
     """The model's stored parameters (as training fills them in) + this race's metric, one thread per trial."""
-    return {**model_params(task, seed, params), "eval_metric": primary_metric(task), "nthread": 1}
+    return {**model_params(task, seed, params, classes), "eval_metric": primary_metric(task, classes), "nthread": 1}
 
 
 def trial_curve(data: _Data, features: list[str], params: dict[str, Any], max_rounds: int,
@@ -374,11 +375,12 @@ def race_features(ctx: SkillContext, inp: RaceInput) -> RaceOutput:
     table = ctx.artifacts.get_table(inp.table.uri)
     _check_columns(table, inp)
     task = inp.task or infer_task(table, inp.target)
-    metric = primary_metric(task)
+    classes = table_classes(table.column(inp.target), task)  # multiclass targets race as softprob models
+    metric = primary_metric(task, classes)
     sign = 1.0 if mode_of(metric) == "max" else -1.0
-    params = _params(task, inp.params, inp.seed)
+    params = _params(task, inp.params, inp.seed, classes)
     all_features = list(dict.fromkeys(inp.base_features + [f for g in inp.candidates for f in g.features]))
-    data = _split(table, all_features, inp.target, task, inp.valid_fraction, inp.seed)
+    data = _split(table, all_features, inp.target, task, inp.valid_fraction, inp.seed, classes)
     baseline = _baseline(data, inp, params, sign)
     trials = _race(ctx, data, inp, params, sign)
     groups = {t.group.name: _group_result(t, baseline) for t in trials}
@@ -386,7 +388,7 @@ def race_features(ctx: SkillContext, inp: RaceInput) -> RaceOutput:
     def cv(features: list[str], rounds: int) -> list[float]:
         # one thread: these models are small, and OpenMP threads spinning on a busy machine made 10 folds 60x slower
         folds = cross_validate(table, features, inp.target, task, params, inp.cv_rounds or rounds,
-                               folds=inp.folds, seed=inp.seed)
+                               folds=inp.folds, seed=inp.seed, classes=classes)
         return [float(f[metric]) for f in folds]
 
     finalists = _finalists(trials, baseline, inp.finalists)

@@ -159,7 +159,7 @@ def headline_section(inp: ReportInput) -> str:
     if (top := headline(inp)) is not None:
         cards.append(_card(top[0], float(top[1])))
     if inp.model is not None:
-        cards += [_card("task", inp.model.task), _card("target", inp.model.target),
+        cards += [_card("task", inp.model.task), _card("target", inp.model.target), *class_cards(inp.model),
                   _card("features", len(inp.model.features)), _card("boosting rounds", inp.model.num_rounds)]
     body = f'<div class="headline">{"".join(cards)}</div>' if cards else ""
     if inp.metrics:
@@ -167,6 +167,15 @@ def headline_section(inp: ReportInput) -> str:
     if inp.notes:
         body += f"<p>{esc(inp.notes)}</p>"
     return body
+
+
+def class_cards(model: ModelArtifact) -> list[str]:
+    """What a classifier predicts: the positive level (binary) or its classes (multiclass)."""
+    if model.positive is not None:
+        return [_card("positive class", f"{model.target} = {model.positive}")]
+    if model.multiclass:
+        return [_card(f"{len(model.classes)} classes", ", ".join(model.classes))]
+    return []
 
 
 def drivers_section(inp: ReportInput) -> str:
@@ -180,8 +189,10 @@ def drivers_section(inp: ReportInput) -> str:
         labels = [f"{f.feature} = {f.level}" if f.level else f.feature for f in top]
         parts.append(figures(plots.bar_chart(labels, [f.importance for f in top], title="Feature importance",
                                              xlabel="mean |SHAP value|")))
-        parts.append(table(["feature", "importance", "direction", "level"],
-                           [[f.feature, f.importance, f.direction, f.level] for f in top]))
+        classes = any(f.target_class for f in top)  # multiclass: the class each direction refers to
+        parts.append(table(["feature", "importance", "direction", "level", *(["class"] if classes else [])],
+                           [[f.feature, f.importance, f.direction, f.level, *([f.target_class] if classes else [])]
+                            for f in top]))
     return section("Why: drivers and feature importance", *parts) if parts else ""
 
 
@@ -213,7 +224,18 @@ def curves_section(inp: ReportInput) -> str:
     if pva := _series(curves, ("predicted_vs_actual", "pred_vs_actual", "scatter", "regression"),
                       ("actual", "y_true", "y"), ("predicted", "y_pred", "pred", "prediction")):
         svgs.append(plots.predicted_vs_actual(pva[0], pva[1]))
-    return section("Model quality", figures(*svgs)) if svgs else ""
+    shares = class_shares(curves)
+    return section("Model quality", figures(*svgs), shares) if svgs or shares else ""
+
+
+def class_shares(curves: Mapping[str, Any]) -> str:
+    """A multiclass model's classes: each one's share of the rows and of the predicted classes."""
+    classes = curves.get("classes")
+    if not isinstance(classes, Mapping) or not classes.get("levels"):
+        return ""
+    rows = [[level, share, predicted] for level, share, predicted in
+            zip(classes["levels"], classes.get("share", []), classes.get("predicted_share", []), strict=False)]
+    return table(["class", "share of rows", "share predicted"], rows)
 
 
 def _metric_label(inp: ReportInput) -> str:

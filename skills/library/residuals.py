@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     from skills.artifacts import ArtifactStore
 
-ErrorKind = Literal["logloss", "abs", "squared"]
+ErrorKind = Literal["logloss", "miss", "abs", "squared"]
 MISSING = "(missing)"
 _EPS = 1e-7
 
@@ -53,8 +53,9 @@ class ResidualsInput(BaseModel):
     top_k: int = Field(default=10, ge=1)
     min_count: int = Field(default=30, ge=1, description="smallest slice worth reporting")
     bins: int = Field(default=5, ge=2, le=50, description="quantile bins per numeric column")
-    error: Literal["auto", "logloss", "abs", "squared"] = Field(
-        default="auto", description="auto: log loss for classification, squared error for regression")
+    error: Literal["auto", "logloss", "miss", "abs", "squared"] = Field(
+        default="auto", description="auto: log loss for binary classification, miss (1 - probability of the true "
+                                    "class) for multiclass, squared error for regression")
 
 
 class Slice(BaseModel):
@@ -80,7 +81,13 @@ class ResidualsOutput(BaseModel):
 
 
 def row_errors(y: np.ndarray, pred: np.ndarray, kind: ErrorKind) -> np.ndarray:
-    """Per-row error: log loss (probabilities), |pred - y| or (pred - y)^2."""
+    """Per-row error: log loss (probabilities), miss (1 - probability of the true class), |pred - y| or
+    (pred - y)^2. Multiclass `pred` (rows x classes, `y` the class index): log loss or miss of the true class."""
+    if pred.ndim == 2:
+        p_true = pred[np.arange(len(y)), y.astype(np.int64)].astype(np.float64)
+        return -np.log(np.clip(p_true, _EPS, 1.0)) if kind == "logloss" else 1.0 - p_true
+    if kind == "miss":
+        return np.abs(pred.astype(np.float64) - y)
     if kind == "logloss":
         p = np.clip(pred, _EPS, 1 - _EPS)
         return -(y * np.log(p) + (1 - y) * np.log(1 - p))
@@ -95,12 +102,17 @@ def probabilities(pred: np.ndarray) -> np.ndarray:
     return pred
 
 
-def resolve_error(kind: str, task: Task) -> ErrorKind:
-    """`auto` -> log loss for classification, squared error for regression (log loss needs probabilities)."""
+def resolve_error(kind: str, task: Task, multiclass: bool = False) -> ErrorKind:
+    """`auto` -> log loss for binary classification, miss (1 - p(true class)) for multiclass, squared error for
+    regression (log loss and miss need probabilities; a multiclass model's errors are of the true class)."""
     if kind == "auto":
-        return "logloss" if task == "classification" else "squared"
-    if kind == "logloss" and task != "classification":
-        raise SkillError("log loss needs a classification model", skill="residuals", hint='use error="squared"')
+        return ("miss" if multiclass else "logloss") if task == "classification" else "squared"
+    if kind in ("logloss", "miss") and task != "classification":
+        what = "log loss" if kind == "logloss" else "the miss (1 - probability of the true class)"
+        raise SkillError(f"{what} needs a classification model", skill="residuals", hint='use error="squared"')
+    if multiclass and kind not in ("logloss", "miss"):
+        raise SkillError(f"{kind} error needs one prediction per row; a multiclass model predicts one probability "
+                         f"per class", skill="residuals", hint='use error="miss" or "logloss" (or "auto")')
     return kind  # type: ignore[return-value]
 
 
@@ -264,11 +276,13 @@ def load_scorer(plan: SlicePlan, source: StoredTable) -> Scorer:
     return Scorer(plan, load_booster(plan.store, plan.model.uri, "residuals"), source)
 
 
-def labels_of(column: pa.ChunkedArray, task: Task, levels: Sequence[str]) -> np.ndarray:
-    """The encoded target of some rows, with the positive class chosen from the whole table's `levels`: they are
-    appended before encoding (and cut off after), so a batch holding one class encodes it as the whole table does."""
-    if task == "regression":
-        return encode_target(column, task)
+def labels_of(column: pa.ChunkedArray, task: Task, levels: Sequence[str],
+              classes: Sequence[str] = ()) -> np.ndarray:
+    """The encoded target of some rows: with the model's `classes` when it records them, else (an older model) with
+    the positive class chosen from the whole table's `levels`: they are appended before encoding (and cut off
+    after), so a batch holding one class encodes it as the whole table does."""
+    if task == "regression" or classes:
+        return encode_target(column, task, classes or None)
     extra = pa.chunked_array([pa.array(levels, pa.string())])
     return encode_target(pa.chunked_array([*pc.cast(column, pa.string()).chunks, *extra.chunks]), task)[: len(column)]
 
@@ -280,8 +294,8 @@ def batch_errors(scorer: Scorer, batch: pa.Table) -> np.ndarray:
     pred = predict(scorer.booster, frame, model)
     if model.task == "classification":
         pred = probabilities(pred)
-    return row_errors(labels_of(batch.column(model.target), model.task, scorer.plan.target_levels), pred,
-                      scorer.plan.kind)
+    return row_errors(labels_of(batch.column(model.target), model.task, scorer.plan.target_levels, model.classes),
+                      pred, scorer.plan.kind)
 
 
 def tally_batch(plan: SlicePlan, batch: pa.Table, errors: np.ndarray) -> Tally:
@@ -384,13 +398,15 @@ def plan_slices(ctx: SkillContext, inp: ResidualsInput, source: StoredTable) -> 
     columns = _slice_columns(schema, sample, model, inp.table.key, inp.columns)
     edges = {c: quantile_edges(_floats(sample.column(c)), inp.bins) for c in columns
              if _is_numeric(schema.field(c).type)}
-    levels = target_levels(source, model.target) if model.task == "classification" else []
-    return SlicePlan(ctx.artifacts, model, resolve_error(inp.error, model.task), columns, edges, inp.bins, levels)
+    levels = target_levels(source, model.target) if model.task == "classification" and not model.classes else []
+    kind = resolve_error(inp.error, model.task, model.multiclass)
+    return SlicePlan(ctx.artifacts, model, kind, columns, edges, inp.bins, levels)
 
 
 @skill("residuals", tags=("analysis",))
 def residuals(ctx: SkillContext, inp: ResidualsInput) -> ResidualsOutput:
-    """Find where a trained model fails: per-row error (log loss for classification, squared error for regression),
+    """Find where a trained model fails: per-row error (log loss for binary classification, 1 - probability of the
+    true class for multiclass, squared error for regression),
     then the slices of rows (category levels and quantile bins of numeric columns, including columns the model does
     not use) with the highest mean error, with their size and lift over the overall error."""
     source, on = StoredTable(ctx.artifacts, inp.table.uri), ray_tasks(ctx)

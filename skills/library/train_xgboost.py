@@ -36,6 +36,10 @@ class LearningData(BaseModel):
     task: Task | None = Field(None, description="inferred from the target when omitted")
     features: list[str] | None = Field(None, description="default: every usable column but the target")
     exclude: list[str] = Field(default_factory=list, description="columns never used as features (keys, times)")
+    positive: str | None = Field(
+        None, description="classification: the target level that counts as positive (the question's outcome, e.g. "
+                          "'bad'); on a target with more levels, that level against all others. Default: "
+                          "yes/true/1/churn..., else the last level; 3+ levels without it: multiclass")
 
 
 class TrainInput(LearningData):
@@ -57,19 +61,20 @@ class TrainOutput(BaseModel):
 
 
 def load_prepared(ctx: SkillContext, table: TableArtifact, target: str, task: Task | None,
-                  features: Sequence[str] | None, exclude: Sequence[str], valid_fraction: float) -> TrainingData:
+                  features: Sequence[str] | None, exclude: Sequence[str], valid_fraction: float,
+                  positive: str | None = None) -> TrainingData:
     """Fix features, task, categories and the validation split of the table artifact: streamed from the artifact
     store when it has more than `settings.stream_rows` rows (see `boosting.stream`), else read into memory."""
     from skills.library.boosting.stream import prepare_stream, streams
 
     if streams(ctx.artifacts, table.uri, ctx.settings.stream_rows):
         prep = prepare_stream(ctx.artifacts, table, target, task, list(features or []), list(exclude),
-                              valid_fraction, ctx.settings.seed)
+                              valid_fraction, ctx.settings.seed, positive)
         ctx.progress(f"counted {prep.rows} rows", done=prep.rows, total=prep.rows, unit="rows")
         return prep
     data = ctx.artifacts.get_table(table.uri)
     ctx.progress(f"read {data.num_rows} rows", done=data.num_rows, total=data.num_rows, unit="rows")
-    return prepare(data, target, task, features, exclude, valid_fraction, ctx.settings.seed)
+    return prepare(data, target, task, features, exclude, valid_fraction, ctx.settings.seed, positive)
 
 
 def compute_for(ctx: SkillContext, num_workers: int | None) -> Compute:
@@ -104,14 +109,15 @@ def fit_model(ctx: SkillContext, prep: TrainingData, params: dict[str, Any], num
 
     compute = compute_for(ctx, num_workers)
     compute = compute.streaming() if prep.encoded else compute
-    stored = model_params(prep.task, prep.seed, params)
+    stored = model_params(prep.task, prep.seed, params, prep.classes)
     full = xgb_params(stored, prep.task, compute)
     every = report_every(num_rounds)
     if ctx.settings.compute == "ray":
         from skills.library.boosting.ray_train import BoostJob, fit_ray
 
         job = BoostJob(full, prep.task, prep.target, prep.features, prep.categories, num_rounds,
-                       early_stopping_rounds, every, callbacks=tuple(callbacks), encoded=prep.encoded)
+                       early_stopping_rounds, every, callbacks=tuple(callbacks), encoded=prep.encoded,
+                       classes=tuple(prep.classes))
         fit = fit_ray(prep, job, compute, ctx.artifacts.storage_for(ctx.key("checkpoints")), progress_sink(ctx))
     else:
         fit = fit_local(prep, full, num_rounds, patience=early_stopping_rounds, every=every,
@@ -131,9 +137,9 @@ def save_model(ctx: SkillContext, prep: TrainingData, params: dict[str, Any], fi
     metrics = score(prep.task, *prep.valid_predictions(booster))
     uri = ctx.artifacts.put_bytes(ctx.key("model.json"), bytes(booster.save_raw("json")))
     return ModelArtifact(uri=uri, task=prep.task, target=prep.target, features=prep.features,
-                         categories=prep.categories, params=params, num_rounds=booster.num_boosted_rounds(),
-                         best_iteration=fit.best_iteration, metrics=metrics, history=fit.history,
-                         boost_seconds=round(fit.seconds, 3))
+                         categories=prep.categories, classes=prep.classes, params=params,
+                         num_rounds=booster.num_boosted_rounds(), best_iteration=fit.best_iteration,
+                         metrics=metrics, history=fit.history, boost_seconds=round(fit.seconds, 3))
 
 
 def _cost(inp: TrainInput) -> int:
@@ -145,8 +151,10 @@ def train_xgboost(ctx: SkillContext, inp: TrainInput) -> TrainOutput:
     """Train an XGBoost model that predicts `target` (classification or regression, inferred when omitted) from the
     columns of `table` (default: all usable columns except `exclude`). Holds out `valid_fraction` of the rows
     (stratified) for early stopping; returns the model (saved at its best round) with validation metrics: AUC,
-    logloss, accuracy, F1 for classification; RMSE, MAE, R2 for regression. Runs on Ray Train (GPUs when the cluster
-    has them, checkpoints and worker restarts) when the plan runs on Ray."""
-    prep = load_prepared(ctx, inp.table, inp.target, inp.task, inp.features, inp.exclude, inp.valid_fraction)
+    logloss, accuracy, F1 for binary classification (`positive` names the level that counts as positive); macro
+    AUC, mlogloss, accuracy, macro F1 for a target with 3+ classes (softprob); RMSE, MAE, R2 for regression. Runs
+    on Ray Train (GPUs when the cluster has them, checkpoints and worker restarts) when the plan runs on Ray."""
+    prep = load_prepared(ctx, inp.table, inp.target, inp.task, inp.features, inp.exclude, inp.valid_fraction,
+                         inp.positive)
     model = fit_model(ctx, prep, inp.params, inp.num_rounds, inp.early_stopping_rounds, inp.num_workers)
     return TrainOutput(model=model, metrics=model.metrics)

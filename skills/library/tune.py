@@ -189,8 +189,8 @@ def single_worker_trial(config: dict[str, Any], job: BoostJob, data: TrainingDat
 
     from skills.library.boosting.loop import Monitor, boost
 
-    key = metric_key(job.task)
-    monitor = Monitor(primary_metric(job.task), job.num_rounds, patience=job.patience, every=job.every,
+    key = metric_key(job.task, job.classes)
+    monitor = Monitor(primary_metric(job.task, job.classes), job.num_rounds, patience=job.patience, every=job.every,
                       sink=lambda event: tune.report(event.metrics(key)))
     params = {**job.params, **config}
     dtrain, dvalid = data.dmatrices(params)
@@ -231,10 +231,11 @@ def trial_job(prep: TrainingData, inp: TuneInput, compute: Compute) -> BoostJob:
     from skills.library.boosting.loop import report_every
     from skills.library.boosting.ray_train import BoostJob
 
-    params = xgb_params(model_params(prep.task, prep.seed), prep.task, compute)
+    params = xgb_params(model_params(prep.task, prep.seed, classes=prep.classes), prep.task, compute)
     every = report_every(inp.max_rounds, reports=20)
     return BoostJob(params, prep.task, prep.target, prep.features, prep.categories, inp.max_rounds,
-                    patience=inp.early_stopping_rounds, every=every, checkpoint=False, encoded=prep.encoded)
+                    patience=inp.early_stopping_rounds, every=every, checkpoint=False, encoded=prep.encoded,
+                    classes=tuple(prep.classes))
 
 
 def run_search(ctx: SkillContext, prep: TrainingData, inp: TuneInput, compute: Compute, seed: int) -> Any:
@@ -245,7 +246,7 @@ def run_search(ctx: SkillContext, prep: TrainingData, inp: TuneInput, compute: C
     job = trial_job(prep, inp, compute)
     storage = ctx.artifacts.storage_for(ctx.key("tune"))
     config = tune.TuneConfig(
-        metric=metric_key(prep.task), mode=mode_of(primary_metric(prep.task)),
+        metric=metric_key(prep.task, prep.classes), mode=mode_of(primary_metric(prep.task, prep.classes)),
         num_samples=inp.num_trials,
         search_alg=make_searcher(inp.search, seed, inp.num_trials, compute.max_concurrent_trials),
         scheduler=make_scheduler(inp.scheduler, inp.max_rounds, job.every),
@@ -305,13 +306,14 @@ def tune(ctx: SkillContext, inp: TuneInput) -> TuneOutput:
     (the executor starts it)."""
     require_ray("tune")
     seed = ctx.settings.seed if inp.seed is None else inp.seed
-    prep = load_prepared(ctx, inp.table, inp.target, inp.task, inp.features, inp.exclude, inp.valid_fraction)
+    prep = load_prepared(ctx, inp.table, inp.target, inp.task, inp.features, inp.exclude, inp.valid_fraction,
+                         inp.positive)
     compute = cluster_compute(ctx.settings, inp.num_workers)  # trials always run on the cluster
     compute = compute.streaming() if prep.encoded else compute
     grid = run_search(ctx, prep, inp, compute, seed)
-    key = metric_key(prep.task)
+    key = metric_key(prep.task, prep.classes)
     trials = [trial_summary(result, key, inp.max_rounds) for result in grid]
-    best = best_trial(trials, mode_of(primary_metric(prep.task)))
+    best = best_trial(trials, mode_of(primary_metric(prep.task, prep.classes)))
     model = fit_model(ctx, prep, best["params"], inp.max_rounds, inp.early_stopping_rounds, inp.num_workers)
     rounds = sum(t["rounds"] for t in trials) + len(next(iter(model.history.values()), []))
     return TuneOutput(model=model, best_params=best["params"], trials=trials, rounds_used=rounds)

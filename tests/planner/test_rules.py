@@ -250,7 +250,7 @@ def test_unknown_or_hidden_target(target: str, hint: str, catalog: Any, registry
 
 @pytest.mark.parametrize(("prompt", "message"), [
     ("regress churn", "churn is a VARCHAR column; a regression needs a numeric target"),
-    ("classify monthly charges", "monthly_charges is a DOUBLE column; a classifier needs a yes/no column"),
+    ("classify monthly charges", "monthly_charges is a DOUBLE column; a classifier needs a yes/no or category column"),
 ])
 def test_task_that_cannot_fit_the_column(prompt: str, message: str, catalog: Any, registry: Any) -> None:
     with pytest.raises(PlanError, match=message):

@@ -126,11 +126,11 @@ def test_local_mode_says_so(demo, tmp_path: Path) -> None:
 
 def test_failed_step_exits_4_and_keeps_partial_outputs(demo, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    proc = agentml("run", "predict the region quickly", "--target", "region", "--warehouse", str(demo.root),
+    proc = agentml("run", "predict the email quickly", "--target", "email", "--warehouse", str(demo.root),
                    "--policies", str(demo.policies), "--role", "admin", "--out", str(out), "--iterations", "0",
                    "--yes", cwd=tmp_path)
     assert proc.returncode == 4, proc.stderr[-2000:]
-    assert "'train'" in proc.stderr and "binary target" in proc.stderr and str(out) in proc.stderr.replace("\n", "")
+    assert "'train'" in proc.stderr and "identifier" in proc.stderr and str(out) in proc.stderr.replace("\n", "")
     no_trace(proc)
     assert json.loads((out / "plan.json").read_text())["steps"]
     assert (out / "result.json").exists()

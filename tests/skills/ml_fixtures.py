@@ -7,6 +7,7 @@ ArtifactStore as Parquet TableArtifacts, as the query skill would.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,14 @@ class Harness:
         uri = self.ctx.artifacts.put_table(f"tables/{name}-{limit or 'all'}.parquet", data)
         return TableArtifact(uri=uri, rows=data.num_rows, columns=data.column_names, key=ID)
 
+    def put(self, name: str, data: pa.Table, key: str | None = None) -> TableArtifact:
+        """Register a generated table (a name the harness was made with), read it back through governance and save
+        it as a TableArtifact."""
+        self.ctx.engine.register(name, data)
+        governed = self.ctx.sql(f"SELECT * FROM {name}")
+        uri = self.ctx.artifacts.put_table(f"tables/{name}-{governed.num_rows}.parquet", governed)
+        return TableArtifact(uri=uri, rows=governed.num_rows, columns=governed.column_names, key=key)
+
     def progress(self, unit: str) -> list[Progress]:
         """The events reported in `unit` (rows, rounds, trials, folds)."""
         return [e for e in self.events if e.unit == unit]
@@ -54,10 +63,11 @@ class Harness:
         return Harness(ctx, self.events)
 
 
-def make_harness(tmp_path: Path, compute: str = "local", **settings: object) -> Harness:
-    """A context as the executor builds it: real engine (every dataset visible to role "local"), artifact store
-    under `tmp_path`, the given runtime settings."""
-    engine = Engine(Policies.allow_all(["wa_churn", "mlc_churn"], roles=["local"]))
+def make_harness(tmp_path: Path, compute: str = "local", tables: Sequence[str] = ("wa_churn", "mlc_churn"),
+                 **settings: object) -> Harness:
+    """A context as the executor builds it: real engine (every table in `tables` visible to role "local"), artifact
+    store under `tmp_path`, the given runtime settings."""
+    engine = Engine(Policies.allow_all(list(tables), roles=["local"]))
     events: list[Progress] = []
     ctx = SkillContext(principal=LOCAL, engine=engine, artifacts=ArtifactStore(tmp_path / "artifacts"),
                        settings=RuntimeSettings(compute=compute, **settings), run_id="run", step_id="train",

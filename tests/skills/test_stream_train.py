@@ -80,12 +80,16 @@ def test_preparation_counts_levels_across_parts_without_reading_the_table(tmp_pa
     table = write_parts(h.ctx.artifacts)
     prep = load_prepared(h.ctx, table, "churn", None, None, [ID], 0.2)
     assert isinstance(prep, StreamPrepared) and prep.rows == 3 * PART_ROWS
-    assert prep.task == "classification" and prep.positive == "yes"
+    assert prep.task == "classification" and prep.classes == ["no", "yes"]  # [negative, positive]
     assert prep.features == ["x1", "x2", "region"]
     assert prep.categories == {"region": ["east", "north", "west"]}  # 'north' is only in the last part
     assert prep.split == HashSplit(0.2, h.ctx.settings.seed, key=ID)
-    with pytest.raises(SkillError, match="binary target, found 3 levels"):
-        load_prepared(h.ctx, table, "region", "classification", ["x1"], [], 0.2)
+    # a three-level target streams as multiclass, its classes counted across the parts; an identifier is refused
+    multi = load_prepared(h.ctx, table, "region", "classification", ["x1"], [], 0.2)
+    assert multi.classes == ["east", "north", "west"]
+    assert load_prepared(h.ctx, table, "churn", None, ["x1"], [], 0.2, positive="No").classes == ["yes", "no"]
+    with pytest.raises(SkillError, match="looks like an identifier"):
+        load_prepared(h.ctx, table, ID, "classification", ["x1"], [], 0.2)
 
 
 @pytest.mark.ray
@@ -108,7 +112,7 @@ def test_a_table_in_parts_trains_streaming_on_ray_train(tmp_path, ray_cluster):
     info = json.loads(booster.attr(SPLIT_ATTR))
     assert info["rule"] == "hash" and info["key"] == ID and info["rows"] == 3 * PART_ROWS
     data = whole_table(h.ctx.artifacts, table)
-    rows = validation_rows(data, model.target, model.task, booster)
+    rows = validation_rows(data, model, booster)
     assert np.array_equal(rows, np.flatnonzero(HashSplit(0.2, 0, key=ID).is_valid(data)))
     assert 0.15 < len(rows) / data.num_rows < 0.25
 

@@ -17,7 +17,17 @@ import numpy as np
 import pyarrow as pa
 
 from skills.errors import SkillError
-from skills.frame import Frame, build_frame, default_features, encode_target, infer_categories, infer_task
+from skills.frame import (
+    Frame,
+    build_frame,
+    check_target_nulls,
+    default_features,
+    encode_target,
+    infer_categories,
+    infer_task,
+    level_counts,
+    target_classes,
+)
 from skills.types import Task
 
 if TYPE_CHECKING:
@@ -28,9 +38,12 @@ PARTS = ("train", VALID)
 
 
 def _strata(y: np.ndarray, task: Task) -> list[np.ndarray]:
-    """Row indices per class (classification) or all rows in one group (regression)."""
+    """Row indices per class (classification), classes in the order of their first row, or all rows in one group
+    (regression). The order does not depend on how the classes are coded, so naming another level positive keeps
+    every split and fold: a flipped model is judged on the same rows."""
     if task == "classification":
-        return [np.flatnonzero(y == level) for level in np.unique(y)]
+        levels, first = np.unique(y, return_index=True)
+        return [np.flatnonzero(y == level) for level in levels[np.argsort(first)]]
     return [np.arange(len(y))]
 
 
@@ -145,6 +158,7 @@ class TrainingData(Protocol):
     target: str
     features: list[str]
     categories: dict[str, list[str]]
+    classes: list[str]  # classification: the target's classes in label order (`frame.target_classes`), else []
 
     @property
     def seed(self) -> int:
@@ -183,6 +197,7 @@ class Prepared:
     target: str
     features: list[str]
     categories: dict[str, list[str]]
+    classes: list[str]
     train_rows: np.ndarray
     valid_rows: np.ndarray
     valid_fraction: float
@@ -195,7 +210,7 @@ class Prepared:
 
     def frame(self, which: str) -> Frame:
         """The design matrix of one split, encoded with this model's categories."""
-        return build_frame(self.part(which), self.features, self.target, self.task, self.categories)
+        return build_frame(self.part(which), self.features, self.target, self.task, self.categories, self.classes)
 
     def datasets(self) -> dict[str, Any]:
         """The raw rows of each split as Ray Datasets (workers encode them with the model's categories through
@@ -219,18 +234,38 @@ class Prepared:
 
 
 def prepare(table: pa.Table, target: str, task: Task | None, features: Sequence[str] | None,
-            exclude: Sequence[str], valid_fraction: float, seed: int) -> Prepared:
-    """Check the target, pick features, infer the task, fix categories and split train/validation."""
+            exclude: Sequence[str], valid_fraction: float, seed: int, positive: str | None = None) -> Prepared:
+    """Check the target, pick features, infer the task, fix the classes (`positive` the level that counts as
+    positive) and categories and split train/validation."""
     check_target(table.column_names, target)
     chosen = resolve_features(table.column_names, target, features, exclude,
                               lambda: default_features(table, target, exclude))
     task = task or infer_task(table, target)
     table = table.select([*chosen, target])
-    y = encode_target(table.column(target), task)
+    classes = table_classes(table.column(target), task, positive)
+    y = encode_target(table.column(target), task, classes)
     train, valid = holdout_split(y, task, valid_fraction, seed)
     _check_split(y, task, train, valid)
     categories = infer_categories(table, chosen)
-    return Prepared(table, task, target, chosen, categories, train, valid, valid_fraction, seed)
+    return Prepared(table, task, target, chosen, categories, classes, train, valid, valid_fraction, seed)
+
+
+def table_classes(col: pa.ChunkedArray | pa.Array, task: Task, positive: str | None = None) -> list[str]:
+    """The classes of a whole target column in memory (see `classes_for`)."""
+    return classes_for(task, level_counts(col), col.null_count, positive)
+
+
+def classes_for(task: Task, counts: Mapping[str, int], nulls: int, positive: str | None = None,
+                truncated: bool = False) -> list[str]:
+    """A target's classes from its level counts (`frame.target_classes`, with its clear errors for targets that
+    cannot be learned); [] for regression, where missing values are an error and so is a `positive` level."""
+    if task == "classification":
+        return target_classes(counts, nulls, positive, truncated)
+    check_target_nulls(nulls, sum(counts.values()) + nulls)
+    if positive is not None:
+        raise SkillError(f"a positive level ({positive!r}) only applies to classification",
+                         hint="drop `positive`, or ask for a classification")
+    return []
 
 
 def _check_split(y: np.ndarray, task: Task, train: np.ndarray, valid: np.ndarray) -> None:

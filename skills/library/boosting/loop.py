@@ -149,7 +149,7 @@ def boost_plain(params: Mapping[str, Any], dtrain: xgb.DMatrix, num_rounds: int)
 def fit_local(prep: TrainingData, params: Mapping[str, Any], num_rounds: int, *, patience: int, every: int,
               sink: Sink = ignore_event, callbacks: Sequence[xgb.callback.TrainingCallback] = ()) -> FitResult:
     """Train in this process with plain xgboost.train (same params, split and metrics as on Ray)."""
-    metric = primary_metric(prep.task)
+    metric = primary_metric(prep.task, prep.classes)
     dtrain, dvalid = prep.dmatrices(params)
     monitor = Monitor(metric, num_rounds, patience=patience, every=every, sink=sink)
     booster = boost(params, dtrain, dvalid, monitor, callbacks=callbacks)

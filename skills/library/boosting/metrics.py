@@ -1,7 +1,8 @@
 """Metrics and curves of predictions against labels, without scikit-learn.
 
-Classification: AUC, logloss, accuracy and F1 (threshold 0.5), ROC and precision-recall points. Regression: RMSE, MAE
-and R2.
+Classification: AUC, logloss, accuracy and F1 (threshold 0.5), ROC and precision-recall points; multiclass (one
+probability column per class): macro one-vs-rest AUC, mlogloss, accuracy and macro F1 of the most probable class.
+Regression: RMSE, MAE and R2.
 """
 from __future__ import annotations
 
@@ -34,6 +35,27 @@ def _classification_scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     }
 
 
+def _multiclass_scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """Rows of class probabilities `p` (rows x classes) against class indices `y`."""
+    classes = np.arange(p.shape[1])
+    truth = y.astype(np.int64)
+    label = np.argmax(p, axis=1)
+    per_class = [auc((truth == k).astype(np.float64), p[:, k]) for k in classes]
+    f1s = []
+    for k in classes:
+        tp, predicted, actual = np.sum((label == k) & (truth == k)), np.sum(label == k), np.sum(truth == k)
+        if predicted + actual:
+            f1s.append(2 * float(tp) / float(predicted + actual))
+    p_true = np.clip(p[np.arange(len(truth)), truth], 1e-15, 1.0)
+    present = [a for a in per_class if not np.isnan(a)]
+    return {
+        "auc": float(np.mean(present)) if present else float("nan"),
+        "mlogloss": float(-np.mean(np.log(p_true))),
+        "accuracy": float(np.mean(label == truth)),
+        "f1": float(np.mean(f1s)) if f1s else 0.0,
+    }
+
+
 def _regression_scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     err = p - y
     sst = float(np.sum((y - y.mean()) ** 2))
@@ -45,9 +67,12 @@ def _regression_scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
 
 
 def score(task: Task, y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    """Classification: auc, logloss, accuracy, f1 (threshold 0.5). Regression: rmse, mae, r2."""
+    """Classification: auc, logloss, accuracy, f1 (threshold 0.5); with one probability column per class
+    (multiclass), macro auc, mlogloss, accuracy and macro f1. Regression: rmse, mae, r2."""
     y, pred = np.asarray(y, dtype=np.float64), np.asarray(pred, dtype=np.float64)
-    return _classification_scores(y, pred) if task == "classification" else _regression_scores(y, pred)
+    if task == "regression":
+        return _regression_scores(y, pred)
+    return _multiclass_scores(y, pred) if pred.ndim == 2 else _classification_scores(y, pred)
 
 
 def _thin(n: int, max_points: int) -> np.ndarray:

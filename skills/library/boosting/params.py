@@ -5,7 +5,7 @@ What is stored with a model never holds compute choices (device, threads): those
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from skills.errors import SkillError
@@ -18,14 +18,20 @@ PRIMARY_METRIC: dict[str, str] = {"classification": "auc", "regression": "rmse"}
 # xgboost's eval metrics on the validation set, primary last (xgboost's own convention for early stopping).
 EVAL_METRICS: dict[str, list[str]] = {"classification": ["logloss", "auc"], "regression": ["mae", "rmse"]}
 OBJECTIVE: dict[str, str] = {"classification": "binary:logistic", "regression": "reg:squarederror"}
+MULTICLASS_OBJECTIVE = "multi:softprob"  # one probability per class
+MULTICLASS_EVAL_METRICS = ["mlogloss", "auc"]  # xgboost's multiclass AUC: one-vs-rest, weighted by class
 MAXIMIZE = frozenset({"auc", "accuracy", "f1", "r2"})
 # Chosen per run from the hardware, never stored with a model.
 COMPUTE_KEYS = frozenset({"device", "nthread", "n_jobs", "eval_metric", "gpu_id", "tree_method_device"})
 DEFAULTS: dict[str, float | int | str] = {"tree_method": "hist", "eta": 0.1, "max_depth": 6, "min_child_weight": 1.0}
 
 
-def primary_metric(task: Task) -> str:
-    """The metric that early stopping, Tune and the OODA loop optimise: AUC or RMSE."""
+def primary_metric(task: Task, classes: Sequence[str] = ()) -> str:
+    """The metric that early stopping, Tune and the OODA loop optimise: AUC or RMSE; mlogloss for a target with
+    more than two `classes` (AUC ranks the classes after a round or two, long before their probabilities are good,
+    so it would stop a softprob model far too early; macro AUC stays its headline)."""
+    if task == "classification" and len(classes) > 2:
+        return "mlogloss"
     return PRIMARY_METRIC[task]
 
 
@@ -34,14 +40,18 @@ def mode_of(metric: str) -> Literal["max", "min"]:
     return "max" if metric in MAXIMIZE else "min"
 
 
-def metric_key(task: Task) -> str:
+def metric_key(task: Task, classes: Sequence[str] = ()) -> str:
     """The name reported to Ray Train/Tune: best validation value of the primary metric so far."""
-    return f"valid_{primary_metric(task)}"
+    return f"valid_{primary_metric(task, classes)}"
 
 
-def model_params(task: Task, seed: int, overrides: Mapping[str, Any] | None = None) -> dict[str, float | int | str]:
-    """Parameters stored with a model: task objective, defaults, the seed, then `overrides` (compute keys dropped)."""
+def model_params(task: Task, seed: int, overrides: Mapping[str, Any] | None = None,
+                 classes: Sequence[str] = ()) -> dict[str, float | int | str]:
+    """Parameters stored with a model: task objective (softprob with `num_class` for a target with more than two
+    `classes`), defaults, the seed, then `overrides` (compute keys dropped)."""
     params: dict[str, float | int | str] = {"objective": OBJECTIVE[task], **DEFAULTS, "seed": seed}
+    if task == "classification" and len(classes) > 2:
+        params.update(objective=MULTICLASS_OBJECTIVE, num_class=len(classes))
     for key, value in (overrides or {}).items():
         if key in COMPUTE_KEYS:
             continue
@@ -52,6 +62,11 @@ def model_params(task: Task, seed: int, overrides: Mapping[str, Any] | None = No
     return params
 
 
+def eval_metrics(params: Mapping[str, Any], task: Task) -> list[str]:
+    """xgboost's validation metrics for the stored `params` (multiclass ones for a softprob objective)."""
+    return list(MULTICLASS_EVAL_METRICS) if params.get("objective") == MULTICLASS_OBJECTIVE else EVAL_METRICS[task]
+
+
 def xgb_params(params: Mapping[str, Any], task: Task, compute: Compute) -> dict[str, Any]:
     """What xgboost.train gets: stored parameters + eval metrics + this run's device and threads."""
-    return {**params, "eval_metric": EVAL_METRICS[task], **compute.xgb_params()}
+    return {**params, "eval_metric": eval_metrics(params, task), **compute.xgb_params()}

@@ -44,6 +44,7 @@ class BoostJob:
     relay: Any = None  # actor handle that forwards progress to the driver, or None
     callbacks: tuple[xgb.callback.TrainingCallback, ...] = ()
     encoded: bool = False  # datasets hold encoded batches (`TrainingData.encoded`), else raw columns
+    classes: tuple[str, ...] = ()  # the target's classes in label order (`TrainingData.classes`)
 
     def with_params(self, overrides: Mapping[str, Any]) -> BoostJob:
         """The same job with some xgboost params replaced (a Tune trial's config)."""
@@ -58,7 +59,7 @@ def shard_dmatrix(name: str, job: BoostJob) -> xgb.DMatrix:
     if not batches:
         raise SkillError(f"a training worker received no {name} rows", hint="use fewer workers or more rows")
     table = pa.concat_tables(batches)
-    return build_frame(table, job.features, job.target, job.task, job.categories).dmatrix(
+    return build_frame(table, job.features, job.target, job.task, job.categories, job.classes).dmatrix(
         nthread=int(job.params.get("nthread", 0)) or None)
 
 
@@ -73,7 +74,7 @@ def worker_dmatrices(job: BoostJob) -> tuple[xgb.DMatrix, xgb.DMatrix]:
 
     batches = {part: ray.train.get_dataset_shard(part).iter_batches(batch_format="numpy", batch_size=None)
                for part in PARTS}
-    encoding = Encoding(tuple(job.features), job.target, job.task, job.categories, None)
+    encoding = Encoding(tuple(job.features), job.target, job.task, job.categories, job.classes)
     return encoded_dmatrices(batches, encoding, job.params)
 
 
@@ -94,11 +95,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     booster, state = restore(ray.train.get_checkpoint())
     restarts = [*state.get("restarts", []), *([booster.num_boosted_rounds()] if booster is not None else [])]
     sink = _relay_sink(job.relay)
-    monitor = Monitor(primary_metric(job.task), job.num_rounds, patience=job.patience, every=job.every, sink=sink,
-                      history=state.get("history"), seconds=float(state.get("seconds") or 0.0))
+    monitor = Monitor(primary_metric(job.task, job.classes), job.num_rounds, patience=job.patience, every=job.every,
+                      sink=sink, history=state.get("history"), seconds=float(state.get("seconds") or 0.0))
     if booster is not None:
         sink(replace(monitor.event(), restarted_from=booster.num_boosted_rounds()))
-    reporter = CheckpointReporter(monitor, metric_key(job.task), job.every, checkpoint=job.checkpoint,
+    reporter = CheckpointReporter(monitor, metric_key(job.task, job.classes), job.every, checkpoint=job.checkpoint,
                                   restarts=restarts)
     boost(job.params, dtrain, dvalid, monitor, callbacks=[reporter, *job.callbacks], init=booster)
 
@@ -139,6 +140,7 @@ def fit_ray(prep: TrainingData, job: BoostJob, compute: Compute, storage: Storag
     booster, state = restore(result.checkpoint)
     if booster is None:
         raise SkillError("distributed training finished without a checkpoint", hint="retry the step")
-    monitor = Monitor(primary_metric(prep.task), job.num_rounds, patience=job.patience, history=state["history"])
+    monitor = Monitor(primary_metric(prep.task, prep.classes), job.num_rounds, patience=job.patience,
+                      history=state["history"])
     return FitResult(booster, monitor.history, monitor.metric, monitor.should_stop(), list(state.get("restarts", [])),
                      seconds=float(state.get("seconds") or 0.0))

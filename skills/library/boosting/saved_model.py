@@ -14,7 +14,7 @@ import xgboost as xgb
 from skills.errors import SkillError
 from skills.frame import Frame, build_frame, encode_target
 from skills.library.boosting.data import HashSplit, holdout_split
-from skills.types import ModelArtifact, Task
+from skills.types import ModelArtifact
 
 if TYPE_CHECKING:
     from skills.artifacts import ArtifactStore
@@ -35,7 +35,7 @@ def load_booster(artifacts: ArtifactStore, uri: str, skill: str | None = None) -
     return booster
 
 
-def validation_rows(table: pa.Table, model_target: str, task: Task, booster: xgb.Booster) -> np.ndarray:
+def validation_rows(table: pa.Table, model: ModelArtifact, booster: xgb.Booster) -> np.ndarray:
     """Rows of `table` that were the model's validation split; every row when `table` is not the training table
     (a different row count means new data, all of it unseen)."""
     info = json.loads(booster.attr(SPLIT_ATTR) or "{}")
@@ -46,8 +46,8 @@ def validation_rows(table: pa.Table, model_target: str, task: Task, booster: xgb
         if not set(split.hashed) <= set(table.column_names):
             return np.arange(table.num_rows)
         return np.flatnonzero(split.is_valid(table))
-    y = encode_target(table.column(model_target), task)
-    return holdout_split(y, task, float(info["valid_fraction"]), int(info["seed"]))[1]
+    y = encode_target(table.column(model.target), model.task, model.classes or None)
+    return holdout_split(y, model.task, float(info["valid_fraction"]), int(info["seed"]))[1]
 
 
 def iteration_range(model: ModelArtifact, booster: xgb.Booster) -> tuple[int, int]:
@@ -65,7 +65,7 @@ def model_frame(table: pa.Table, model: ModelArtifact, skill_name: str, with_tar
         raise SkillError(f"the table lacks column(s) the model needs: {', '.join(missing)}", skill=skill_name,
                          hint="pass the table the model was trained on (or one with the same columns)")
     return build_frame(table, model.features, model.target if with_target else None, model.task,
-                       categories=model.categories)
+                       categories=model.categories, classes=model.classes or None)
 
 
 def predict(booster: xgb.Booster, frame: Frame, model: ModelArtifact, **kwargs: object) -> np.ndarray:

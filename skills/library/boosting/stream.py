@@ -5,7 +5,7 @@ A table streams when its Parquet metadata count more than `RuntimeSettings.strea
 single file stream alike (`ray.data.read_parquet` on the artifact store's own pyarrow filesystem).
 
 `prepare_stream` fixes what a model needs without reading rows into the driver: the row count and column types from
-Parquet metadata; the task, the target's positive class and each categorical feature's levels from one distributed
+Parquet metadata; the task, the target's classes and each categorical feature's levels from one distributed
 pass (`count_levels` on every batch, merged in the driver as counts only); the train/validation split is a
 `data.HashSplit` computed per batch. `StreamPrepared` holds no rows: its Ray Datasets read the Parquet files, split
 and encode each batch (`EncodeSplit`: float32 features as categorical codes + the label), and are what Ray Train
@@ -41,11 +41,9 @@ from skills.frame import (
     identifier_like,
     is_categorical,
     level_counts,
-    positive_level,
-    target_level,
     top_levels,
 )
-from skills.library.boosting.data import PARTS, VALID, HashSplit, check_target, resolve_features, single_class
+from skills.library.boosting.data import PARTS, VALID, HashSplit, check_target, classes_for, resolve_features
 from skills.types import TableArtifact, Task
 
 if TYPE_CHECKING:
@@ -80,7 +78,7 @@ def read(store: ArtifactStore, uri: str, columns: list[str]) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Level counts: the task, the positive class, default features and categories in one distributed pass
+# Level counts: the task, the target's classes, default features and categories in one distributed pass
 # ---------------------------------------------------------------------------------------------------------------------
 
 
@@ -139,22 +137,6 @@ def collect_levels(store: ArtifactStore, uri: str, columns: list[str]) -> dict[s
     return levels
 
 
-def target_positive(levels: Levels, task: Task) -> str | None:
-    """The positive class of a classification target (None for regression); the errors `encode_target` and the
-    in-memory split would raise for a target with nulls, more than two classes or a single one."""
-    if levels.nulls:
-        raise SkillError(f"the target has {levels.nulls} missing values", hint="filter them out in the query")
-    if task == "regression":
-        return None
-    classes = {target_level(level) for level in levels.counts}
-    if levels.truncated:
-        raise SkillError(f"classification needs a binary target, found more than {len(classes)} levels",
-                         hint="pick a yes/no column as target, or ask for a regression")
-    if len(classes) < 2:
-        raise single_class()
-    return positive_level(classes)
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # Batches: split, encode, quantise, predict
 # ---------------------------------------------------------------------------------------------------------------------
@@ -168,7 +150,7 @@ class Encoding:
     target: str
     task: Task
     categories: Mapping[str, list[str]]
-    positive: str | None
+    classes: tuple[str, ...]  # the target's classes in label order ([] for regression)
 
     @property
     def feature_types(self) -> list[str]:
@@ -187,7 +169,7 @@ class EncodeSplit:
         rows = batch.filter(pa.array(self.split.is_valid(batch) == (self.part == VALID)))
         enc = self.encoding
         return {"X": encode_features(rows, enc.features, dict(enc.categories)),
-                LABEL: encode_target(rows.column(enc.target), enc.task, enc.positive)}
+                LABEL: encode_target(rows.column(enc.target), enc.task, enc.classes)}
 
 
 class _Chunks(xgb.DataIter):
@@ -261,7 +243,7 @@ class StreamPrepared:
     target: str
     features: list[str]
     categories: dict[str, list[str]]
-    positive: str | None
+    classes: list[str]
     split: HashSplit
     encoded = True
 
@@ -271,7 +253,7 @@ class StreamPrepared:
 
     @property
     def encoding(self) -> Encoding:
-        return Encoding(tuple(self.features), self.target, self.task, self.categories, self.positive)
+        return Encoding(tuple(self.features), self.target, self.task, self.categories, tuple(self.classes))
 
     def datasets(self) -> dict[str, Any]:
         """Each split as a lazy Ray Dataset of encoded batches {"X", LABEL}: read, split and encoded on Ray workers
@@ -305,7 +287,7 @@ class StreamPrepared:
 
 def prepare_stream(store: ArtifactStore, table: TableArtifact, target: str, task: Task | None,
                    features: list[str] | None, exclude: list[str], valid_fraction: float,
-                   seed: int) -> StreamPrepared:
+                   seed: int, positive: str | None = None) -> StreamPrepared:
     """What `data.prepare` fixes, without reading rows into the driver: features and the task from the Parquet
     schema and one distributed pass of level counts (strings, booleans and the target), categories from the same
     counts, the split as a `HashSplit` of the entity key (`table.key`) or, without one, of the row's values."""
@@ -324,8 +306,8 @@ def prepare_stream(store: ArtifactStore, table: TableArtifact, target: str, task
     chosen = resolve_features(schema.names, target, features, exclude, defaults)
     task = task or ("classification" if is_categorical(schema.field(target).type) or
                     levels[target].distinct <= 2 else "regression")
-    positive = target_positive(levels[target], task)
+    classes = classes_for(task, levels[target].counts, levels[target].nulls, positive, levels[target].truncated)
     categories = {name: top_levels(levels[name].counts) for name in chosen if name in levels and name != target}
     key = table.key if table.key in schema.names else None
     split = HashSplit(valid_fraction, seed, key, () if key else (*chosen, target))
-    return StreamPrepared(store, table.uri, rows, task, target, chosen, categories, positive, split)
+    return StreamPrepared(store, table.uri, rows, task, target, chosen, categories, classes, split)
