@@ -43,6 +43,14 @@ class Harness:
         uri = self.ctx.artifacts.put_table(f"tables/{name}-{limit or 'all'}.parquet", data)
         return TableArtifact(uri=uri, rows=data.num_rows, columns=data.column_names, key=ID)
 
+    def generated(self, name: str, data: pa.Table) -> TableArtifact:
+        """A generated table (its name given to `make_harness(..., tables=...)`), registered, read back through
+        governance and saved as a TableArtifact without a key."""
+        self.ctx.engine.register(name, data)
+        read = self.ctx.sql(f"SELECT * FROM {name}")
+        uri = self.ctx.artifacts.put_table(f"tables/{name}.parquet", read)
+        return TableArtifact(uri=uri, rows=read.num_rows, columns=read.column_names)
+
     def progress(self, unit: str) -> list[Progress]:
         """The events reported in `unit` (rows, rounds, trials, folds)."""
         return [e for e in self.events if e.unit == unit]
@@ -54,10 +62,11 @@ class Harness:
         return Harness(ctx, self.events)
 
 
-def make_harness(tmp_path: Path, compute: str = "local", **settings: object) -> Harness:
-    """A context as the executor builds it: real engine (every dataset visible to role "local"), artifact store
-    under `tmp_path`, the given runtime settings."""
-    engine = Engine(Policies.allow_all(["wa_churn", "mlc_churn"], roles=["local"]))
+def make_harness(tmp_path: Path, compute: str = "local", tables: tuple[str, ...] = (),
+                 **settings: object) -> Harness:
+    """A context as the executor builds it: real engine (every dataset, and the generated `tables`, visible to role
+    "local"), artifact store under `tmp_path`, the given runtime settings."""
+    engine = Engine(Policies.allow_all(["wa_churn", "mlc_churn", *tables], roles=["local"]))
     events: list[Progress] = []
     ctx = SkillContext(principal=LOCAL, engine=engine, artifacts=ArtifactStore(tmp_path / "artifacts"),
                        settings=RuntimeSettings(compute=compute, **settings), run_id="run", step_id="train",
