@@ -62,7 +62,8 @@ class SessionSummary(BaseModel):
     features: list[str] = Field(default_factory=list, description="the final model's features")
     excluded: list[Exclusion] = Field(default_factory=list, description="columns of the table left out of "
                                       "training, each with its reason (from the plan)")
-    rows: int | None = None
+    rows: int | None = Field(default=None, description="rows of the table the final model was trained and "
+                             "cross-validated on (as the principal may see them)")
     run_ids: list[str] = Field(default_factory=list,
                                description="the first run, then every OODA run, then the final report's run")
     elapsed_s: float = 0.0

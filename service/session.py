@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from planner.ooda import TRAIN_SKILLS, LoopConfig, OodaResult, improve, inline_outputs, last_step, step_outputs
 from service.results import SessionSummary
 from skills.plan import Plan, Ref, Step
+from skills.refs import as_ref
 
 if TYPE_CHECKING:
     from executor import RunEvent, RunResult, RunStore
@@ -94,6 +95,14 @@ def _role_outputs(plan: Plan, outputs: Mapping[str, Mapping[str, Any]], skills: 
     return dict(outputs[sid]) if sid else {}
 
 
+def training_rows(plan: Plan, outputs: Mapping[str, Mapping[str, Any]]) -> int | None:
+    """Rows of the table the final model was trained on (the governed rows its metrics come from)."""
+    sid = last_step(plan, TRAIN_SKILLS, outputs)
+    ref = as_ref(plan.step(sid).inputs.get("table")) if sid else None
+    table = (outputs.get(ref.step) or {}).get(ref.path) if ref is not None else None
+    return table.get("rows") if isinstance(table, Mapping) else None
+
+
 def iteration_rows(ooda: OodaResult | None) -> list[dict[str, Any]]:
     """One flat row per candidate and iteration, for the report's table."""
     rows = []
@@ -137,7 +146,7 @@ def summarize(plan: Plan, first: RunResult, ooda: OodaResult | None, *, elapsed:
         "stopped": ooda.stopped if ooda else f"the OODA loop could not run: {why_not}" if why_not
         else "the OODA loop did not run", "drivers": drivers,
         "features": model.get("features") or [], "excluded": plan.metadata.get("excluded") or [],
-        "rows": (model.get("metrics") or {}).get("rows"),
+        "rows": training_rows(final_plan, outputs),
         "run_ids": [first.id, *(r for it in (ooda.iterations if ooda else []) for r in it.run_ids)],
         "elapsed_s": round(elapsed, 1),
     }

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pyarrow.parquet as pq
 import pytest
 
 from service.demo import build_warehouse
@@ -74,6 +75,8 @@ def test_run_writes_plan_result_report_and_model(demo, tmp_path: Path) -> None:
     assert result["task"] == "classification" and result["target"] == "churn"
     assert result["metric_name"] == "auc" and 0.7 < result["baseline_value"] <= 1
     assert 0.7 < result["metric_value"] <= 1
+    customers = pq.read_table(demo.customers, columns=["region"]).column("region").to_pylist()
+    assert result["rows"] == customers.count("north")  # every row ann may see, and only those
     assert len(result["iterations"]) == 1
     it = result["iterations"][0]
     assert it["candidates"] and {"accepted", "metric_value"} <= set(it)
