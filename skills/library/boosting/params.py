@@ -5,6 +5,7 @@ What is stored with a model never holds compute choices (device, threads): those
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -20,10 +21,13 @@ EVAL_METRICS: dict[str, list[str]] = {"classification": ["logloss", "auc"], "reg
 OBJECTIVE: dict[str, str] = {"classification": "binary:logistic", "regression": "reg:squarederror"}
 MULTICLASS_OBJECTIVE = "multi:softprob"  # one probability per class
 MULTICLASS_EVAL_METRICS = ["mlogloss", "auc"]  # xgboost's multiclass AUC: one-vs-rest, weighted by class
-MAXIMIZE = frozenset({"auc", "accuracy", "f1", "r2"})
+MAXIMIZE = frozenset({"auc", "pr_auc", "accuracy", "f1", "r2"})
 # Chosen per run from the hardware, never stored with a model.
 COMPUTE_KEYS = frozenset({"device", "nthread", "n_jobs", "eval_metric", "gpu_id", "tree_method_device"})
 DEFAULTS: dict[str, float | int | str] = {"tree_method": "hist", "eta": 0.1, "max_depth": 6, "min_child_weight": 1.0}
+# What a linear booster does not use (xgboost warns about each): the trees' shape, sampling and histogram.
+TREE_ONLY = frozenset({"tree_method", "max_depth", "min_child_weight", "gamma", "subsample", "colsample_bytree",
+                       "colsample_bylevel", "colsample_bynode", "max_bin", "max_leaves", "grow_policy"})
 
 
 def primary_metric(task: Task, classes: Sequence[str] = ()) -> str:
@@ -48,7 +52,8 @@ def metric_key(task: Task, classes: Sequence[str] = ()) -> str:
 def model_params(task: Task, seed: int, overrides: Mapping[str, Any] | None = None,
                  classes: Sequence[str] = ()) -> dict[str, float | int | str]:
     """Parameters stored with a model: task objective (softprob with `num_class` for a target with more than two
-    `classes`), defaults, the seed, then `overrides` (compute keys dropped)."""
+    `classes`), defaults, the seed, then `overrides` (compute keys dropped; a linear booster drops the tree
+    parameters, `for_booster`)."""
     params: dict[str, float | int | str] = {"objective": OBJECTIVE[task], **DEFAULTS, "seed": seed}
     if task == "classification" and len(classes) > 2:
         params.update(objective=MULTICLASS_OBJECTIVE, num_class=len(classes))
@@ -59,7 +64,23 @@ def model_params(task: Task, seed: int, overrides: Mapping[str, Any] | None = No
             raise SkillError(f"xgboost parameter {key!r} must be a number or a string",
                              hint='write constraints as xgboost strings, e.g. "(1,-1)"')
         params[key] = int(value) if isinstance(value, bool) else value
-    return params
+    return for_booster(params)
+
+
+def for_booster(params: Mapping[str, Any]) -> dict[str, Any]:
+    """`params` without what their booster ignores: a gblinear model keeps no tree parameters."""
+    if params.get("booster") != "gblinear":
+        return dict(params)
+    return {k: v for k, v in params.items() if k not in TREE_ONLY}
+
+
+def patience_for(patience: int, params: Mapping[str, Any]) -> int:
+    """Early-stopping patience for the learning rate in `params`: `patience` rounds at the default eta (0.1) and
+    more in proportion below it (a model learning at eta 0.01 gets 10x the rounds to improve); 0 stays off."""
+    eta = float(params.get("eta", DEFAULTS["eta"]))
+    if patience <= 0 or not eta > 0:
+        return patience
+    return max(patience, math.ceil(patience * float(DEFAULTS["eta"]) / eta))
 
 
 def eval_metrics(params: Mapping[str, Any], task: Task) -> list[str]:
