@@ -280,7 +280,7 @@ def build_steps(goal: Goal, registry: Registry, budget: Budget) -> tuple[list[St
     spent = _baseline_steps(goal, b, query, budget, registry)
     model = _model_step(goal, b, table_step, budget, spent, registry)
     on = {"model": b.ref(model, "model"), "table": b.ref(table_step, "table")}
-    evaluate = b.add("evaluate", "evaluate", "cross-validated metrics, validation metrics", **on, folds=goal.intent.folds)
+    evaluate = b.add("evaluate", "evaluate", "cross-validated and validation metrics", **on, folds=goal.intent.folds)
     explain = b.add("explain", "explain", "SHAP drivers of the prediction", **on, top_k=goal.intent.top_k)
     residuals = b.add("residuals", "residuals", "slices where the model errs most", **on)
     _score_steps(goal, b, model, registry)
