@@ -21,7 +21,6 @@ from planner.ooda import TRAIN_SKILLS, LoopConfig, OodaResult, improve, inline_o
 from service.results import SessionSummary
 from skills.library.evaluate import VALIDATION
 from skills.plan import Plan, Ref, Step
-from skills.refs import as_ref
 
 if TYPE_CHECKING:
     from executor import RunEvent, RunResult, RunStore
