@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from skills.context import SkillContext
 from skills.library.boosting.data import fold_ids, subset
-from skills.library.boosting.params import eval_metrics, model_params, primary_metric
+from skills.library.boosting.params import eval_metrics, headline_metric, model_params, primary_metric
 from skills.library.boosting.tasks import RayTasks, StoredTable, ray_tasks, reader, run_each
 from skills.registry import skill
 from skills.types import ModelArtifact, TableArtifact, Task
@@ -278,7 +278,7 @@ def evaluate(ctx: SkillContext, inp: EvaluateInput) -> EvaluateOutput:
         ctx.progress(f"fold {k + 1} done ({done}/{inp.folds})", done=done, total=inp.folds, unit="folds")
 
     folds = run_folds(spec, load, on, fold_done) if inp.folds else []
-    name, cv, seen = primary_metric(model.task), mean_metrics(folds), scored_rows(ctx, model, rows)
+    name, cv, seen = headline_metric(model.task), mean_metrics(folds), scored_rows(ctx, model, rows)
     return EvaluateOutput(metrics=metrics, metrics_protocol=seen, cv_metrics=cv, cv_folds=folds, metric_name=name,
                           metric_value=cv[name] if folds else metrics[name],
                           protocol=cv_protocol(model.task, inp.folds, seed) if folds else seen,

@@ -42,7 +42,14 @@ from skills.library.boosting.params import (
     primary_metric,
     xgb_params,
 )
-from skills.library.boosting.search import SearchPlan, grace_period, positive_rate, search_space, trial_rounds
+from skills.library.boosting.search import (
+    SearchPlan,
+    grace_period,
+    positive_rate,
+    search_space,
+    start_points,
+    trial_rounds,
+)
 from skills.library.train_xgboost import LearningData, fit_model, load_prepared
 from skills.registry import skill
 from skills.types import ModelArtifact, TableArtifact
@@ -96,8 +103,10 @@ def startup_trials(num_trials: int) -> int:
     return max(2, min(10, num_trials // 3))
 
 
-def make_searcher(search: Search, seed: int, num_trials: int, max_concurrent: int) -> Any:
-    """OptunaSearch (TPE), HyperOptSearch or seeded random sampling. Metric and mode come from TuneConfig.
+def make_searcher(search: Search, seed: int, num_trials: int, max_concurrent: int,
+                  points: list[dict[str, Any]] | None = None) -> Any:
+    """OptunaSearch (TPE), HyperOptSearch or seeded random sampling, each trying `points` first (the portfolio,
+    `search.start_points`). Metric and mode come from TuneConfig.
     Random sampling gets `max_concurrent` itself: Tune's `max_concurrent_trials` does not limit a
     BasicVariantGenerator, and unlimited trials can take every CPU the Ray Data reads of a streamed table need."""
     if search == "optuna":
@@ -107,14 +116,15 @@ def make_searcher(search: Search, seed: int, num_trials: int, max_concurrent: in
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # not one INFO line per study on the user's terminal
         return OptunaSearch(sampler=TPESampler(seed=seed, n_startup_trials=startup_trials(num_trials),
-                                               multivariate=True))
+                                               multivariate=True), points_to_evaluate=points or None)
     if search == "hyperopt":
         from ray.tune.search.hyperopt import HyperOptSearch
 
-        return HyperOptSearch(random_state_seed=seed, n_initial_points=startup_trials(num_trials))
+        return HyperOptSearch(random_state_seed=seed, n_initial_points=startup_trials(num_trials),
+                              points_to_evaluate=points or None)
     from ray.tune.search import BasicVariantGenerator
 
-    return BasicVariantGenerator(random_state=seed, max_concurrent=max_concurrent)
+    return BasicVariantGenerator(random_state=seed, max_concurrent=max_concurrent, points_to_evaluate=points or None)
 
 
 def make_scheduler(scheduler: Scheduler, max_rounds: int, every: int) -> Any:
@@ -260,19 +270,20 @@ def run_search(ctx: SkillContext, prep: TrainingData, inp: TuneInput, compute: C
     ResultGrid. Models use the split's seed (settings.seed), so only the search changes with `seed`."""
     from ray import tune
 
-    job = trial_job(prep, inp, compute)
+    job, plan = trial_job(prep, inp, compute), search_plan(prep, inp)
     storage = ctx.artifacts.storage_for(ctx.key("tune"))
+    points = start_points(plan, inp.num_trials)
     config = tune.TuneConfig(
         metric=metric_key(prep.task, prep.classes), mode=mode_of(primary_metric(prep.task, prep.classes)),
         num_samples=inp.num_trials,
-        search_alg=make_searcher(inp.search, seed, inp.num_trials, compute.max_concurrent_trials),
+        search_alg=make_searcher(inp.search, seed, inp.num_trials, compute.max_concurrent_trials, points),
         scheduler=make_scheduler(inp.scheduler, job.num_rounds, job.every),
         max_concurrent_trials=compute.max_concurrent_trials, time_budget_s=inp.time_budget_s,
         reuse_actors=compute.reuse_actors)
     run = tune.RunConfig(name=f"tune-{uuid.uuid4().hex[:12]}", **storage.run_config(), verbose=0,
                          stop=_stopper_class()(inp.max_total_rounds),
                          callbacks=[_progress_callback(ctx, inp.num_trials)])
-    tuner = tune.Tuner(make_trainable(prep, job, compute, storage), param_space=search_space(search_plan(prep, inp)),
+    tuner = tune.Tuner(make_trainable(prep, job, compute, storage), param_space=search_space(plan),
                        tune_config=config, run_config=run)
     return tuner.fit()
 

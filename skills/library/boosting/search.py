@@ -69,7 +69,7 @@ def search_space(plan: SearchPlan) -> dict[str, Any]:
     space: dict[str, Any] = {
         "booster": tune.choice(["gbtree", "gblinear"] if plan.linear else ["gbtree"]),
         "eta": tune.loguniform(low, high),
-        "max_depth": tune.randint(2, (6 if plan.rows <= SMALL_TABLE else 10) + 1),
+        "max_depth": tune.randint(1, max_depth(plan) + 1),
         "min_child_weight": tune.loguniform(0.5, 20.0),
         "gamma": tune.loguniform(1e-3, 5.0),
         "subsample": tune.uniform(0.5, 1.0),
@@ -81,6 +81,38 @@ def search_space(plan: SearchPlan) -> dict[str, Any]:
     if len(weights := plan.class_weights) > 1:
         space["scale_pos_weight"] = tune.choice(weights)
     return space
+
+
+def max_depth(plan: SearchPlan) -> int:
+    """The deepest trees searched: 6 on small tables, 10 above."""
+    return 6 if plan.rows <= SMALL_TABLE else 10
+
+
+# Configurations every search tries first, in this order (the searcher's `points_to_evaluate`), then the searcher
+# explores around what they found. Measured on public tables (issue 13, 5 folds, early stopping on validation
+# logloss): no single one wins everywhere, but together they cover the winners: xgboost's own defaults (fast, deep;
+# strong on larger tables with interactions), additive stumps at a low learning rate (close to a linear model; best
+# on small tables where logistic regression beats trees, e.g. +0.06 AUC on 1,470 rows) and two shallow, regularised,
+# subsampled ensembles in between.
+PORTFOLIO: tuple[dict[str, Any], ...] = (
+    {"eta": 0.3, "max_depth": 6, "min_child_weight": 1.0, "subsample": 1.0, "colsample_bytree": 1.0, "lambda": 1.0},
+    {"eta": 0.05, "max_depth": 1, "min_child_weight": 1.0, "subsample": 1.0, "colsample_bytree": 1.0, "lambda": 1.0},
+    {"eta": 0.05, "max_depth": 2, "min_child_weight": 5.0, "subsample": 1.0, "colsample_bytree": 0.8, "lambda": 5.0},
+    {"eta": 0.03, "max_depth": 3, "min_child_weight": 3.0, "subsample": 0.8, "colsample_bytree": 0.7, "lambda": 1.0},
+)
+
+
+def start_points(plan: SearchPlan, num_trials: int) -> list[dict[str, Any]]:
+    """The portfolio as complete points of `search_space(plan)` (learning rates clipped to its range), at most
+    `num_trials` of them, minus one so the searcher always gets a trial of its own when there are 3 or more."""
+    low, high = eta_range(plan.rounds)
+    fixed = {"booster": "gbtree", "gamma": 1e-3, "alpha": 1e-3, "max_bin": 256}
+    if len(plan.class_weights) > 1:
+        fixed["scale_pos_weight"] = 1.0
+    points = [{**fixed, **point, "eta": min(high, max(low, point["eta"])),
+               "max_depth": min(point["max_depth"], max_depth(plan))} for point in PORTFOLIO]
+    keep = num_trials - 1 if num_trials >= 3 else num_trials
+    return points[:max(keep, 0)]
 
 
 def positive_rate(labels: np.ndarray, task: Task) -> float | None:
