@@ -44,7 +44,7 @@ def test_holdout_is_the_models_validation_split(trained):
     assert np.all(np.diff(roc["fpr"]) >= 0) and np.all(np.diff(roc["tpr"]) >= 0) and len(roc["fpr"]) <= 101
     assert np.trapezoid(roc["tpr"], roc["fpr"]) == pytest.approx(out.metrics["auc"], abs=0.01)
     assert out.curves["pr"]["recall"][-1] == 1.0
-    assert out.curves["learning_curve"]["values"] == model.history["auc"]
+    assert out.curves["learning_curve"]["values"] == model.history["logloss"]
     assert [e.done for e in h.progress("folds")][-3:] == [1, 2, 3]
 
 

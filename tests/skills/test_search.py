@@ -15,6 +15,7 @@ from skills.library.boosting.search import (
     grace_period,
     positive_rate,
     search_space,
+    start_points,
     trial_rounds,
 )
 from skills.library.evaluate import VALIDATION, EvaluateInput, evaluate, holdout_predictions
@@ -31,7 +32,7 @@ def test_a_small_table_searches_slow_learners_regularisation_and_the_linear_boos
     assert plan.rounds == 1000 and _domain(space, "eta") == (0.005, 0.3)
     assert {"lambda", "alpha", "min_child_weight", "gamma", "colsample_bytree", "subsample", "max_bin"} <= set(space)
     assert space["booster"].categories == ["gbtree", "gblinear"]
-    assert space["max_depth"].upper == 7  # randint's upper bound is exclusive: depth 2..6 on small tables
+    assert (space["max_depth"].lower, space["max_depth"].upper) == (1, 7)  # exclusive upper: stumps..6 when small
     ratio = 0.95 / 0.05
     assert space["scale_pos_weight"].categories == [1.0, round(ratio**0.5, 3), round(ratio, 3)]
 
@@ -46,6 +47,22 @@ def test_a_large_table_gets_fewer_rounds_and_a_learning_rate_that_can_finish():
     assert "scale_pos_weight" not in space  # balanced classes
     assert space["booster"].categories == ["gbtree"]  # categorical features: xgboost's linear booster refuses them
     assert "scale_pos_weight" not in search_space(SearchPlan(rows=100, rounds=100, task="regression"))
+
+
+def test_the_portfolio_is_tried_first_as_complete_points_inside_the_space():
+    plan = SearchPlan(rows=5_000_000, rounds=200, task="classification", positive_rate=0.05, linear=False)
+    space, points = search_space(plan), start_points(plan, num_trials=12)
+    assert len(points) == 4 and all(set(p) == set(space) for p in points)  # a searcher needs every parameter
+    low, high = eta_range(plan.rounds)
+    for point in points:
+        assert low <= point["eta"] <= high and point["booster"] == "gbtree" and point["scale_pos_weight"] == 1.0
+        for name in ("min_child_weight", "gamma", "subsample", "colsample_bytree", "lambda", "alpha"):
+            assert space[name].lower <= point[name] <= space[name].upper, name
+        assert point["max_bin"] in space["max_bin"].categories
+    assert points[0]["eta"] == 0.3 and points[0]["max_depth"] == 6  # xgboost's defaults first
+    assert points[1]["max_depth"] == 1 and points[1]["eta"] == 0.05  # slow stumps
+    # the searcher keeps a trial of its own; a budget of 2 trials is all portfolio
+    assert len(start_points(plan, 3)) == 2 and len(start_points(plan, 2)) == 2 and len(start_points(plan, 1)) == 1
 
 
 def test_patience_grows_as_the_learning_rate_falls_and_the_first_rung_is_a_quarter_of_the_rounds():

@@ -29,16 +29,16 @@ def test_asha_with_tpe_stops_weak_trials_and_retrains_the_best(tmp_path, ray_clu
     assert all(t["rounds"] == 40 for t in out.trials if not t["stopped_early"])
     assert set(out.best_params) == set(out.trials[0]["params"])  # categorical features: the trees' space only
     assert {"lambda", "alpha", "gamma", "colsample_bytree", "max_bin"} <= set(out.best_params)
-    best = max(out.trials, key=lambda t: t["metric"])
+    best = min(out.trials, key=lambda t: t["metric"])  # validation logloss
     assert out.best_params == best["params"]
     # the retrained model is the best trial's model: same params, split and data, so the same learning curve
     every = 40 // 20
-    reported = [out.model.history["auc"][every * (i + 1) - 1] for i in range(len(best["history"]))
-                if every * (i + 1) <= len(out.model.history["auc"])]
+    reported = [out.model.history["logloss"][every * (i + 1) - 1] for i in range(len(best["history"]))
+                if every * (i + 1) <= len(out.model.history["logloss"])]
     assert reported and reported == pytest.approx(best["history"][: len(reported)], abs=1e-9)
     for key in ("eta", "max_depth", "subsample"):
         assert out.model.params[key] == best["params"][key]
-    retrain_rounds = len(out.model.history["auc"])
+    retrain_rounds = len(out.model.history["logloss"])
     assert out.rounds_used == sum(t["rounds"] for t in out.trials) + retrain_rounds
     assert sum(t["rounds"] for t in out.trials) < 6 * 40
     assert out.model.metrics["auc"] > 0.82
