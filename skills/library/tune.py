@@ -35,6 +35,7 @@ from skills.library.boosting.compute import cluster_compute, require_ray
 from skills.library.boosting.data import Prepared
 from skills.library.boosting.params import (
     for_booster,
+    from_search,
     metric_key,
     mode_of,
     model_params,
@@ -221,7 +222,7 @@ def multi_worker_trial(config: dict[str, Any], job: BoostJob, data: TrainingData
 def job_for(job: BoostJob, config: dict[str, Any]) -> BoostJob:
     """A trial's job: its config over the fixed params (a linear booster drops the tree params) and early-stopping
     patience for its learning rate."""
-    params = for_booster({**job.params, **config})
+    params = for_booster({**job.params, **from_search(config)})
     return replace(job, params=params, patience=patience_for(job.patience, params))
 
 
@@ -345,7 +346,7 @@ def tune(ctx: SkillContext, inp: TuneInput) -> TuneOutput:
     key, rounds = metric_key(prep.task, prep.classes), trial_rounds(inp.table.rows, inp.max_rounds)
     trials = [trial_summary(result, key, rounds) for result in grid]
     best = best_trial(trials, mode_of(primary_metric(prep.task, prep.classes)))
-    params = for_booster(best["params"])
+    params = from_search(best["params"])
     model = fit_model(ctx, prep, params, rounds, inp.early_stopping_rounds, inp.num_workers)
     used = sum(t["rounds"] for t in trials) + len(next(iter(model.history.values()), []))
     return TuneOutput(model=model, best_params=params, trials=trials, rounds_used=used)

@@ -8,7 +8,7 @@ import pytest
 from ml_fixtures import make_harness
 
 from skills.library.boosting.metrics import best_threshold, score
-from skills.library.boosting.params import for_booster, model_params, patience_for
+from skills.library.boosting.params import for_booster, from_search, model_params, patience_for
 from skills.library.boosting.search import (
     SearchPlan,
     eta_range,
@@ -75,8 +75,12 @@ def test_a_linear_model_keeps_no_tree_parameters():
     params = model_params("classification", 0, {"booster": "gblinear", "eta": 0.2, "max_depth": 4, "lambda": 1.0,
                                                 "max_bin": 64, "scale_pos_weight": 3.0})
     assert "max_depth" not in params and "tree_method" not in params and "max_bin" not in params
-    assert params["lambda"] == 1.0 and params["scale_pos_weight"] == 3.0 and params["eta"] == 0.2
-    assert for_booster({"max_depth": 4}) == {"max_depth": 4}
+    assert params["lambda"] == 1.0 and params["scale_pos_weight"] == 3.0 and params["eta"] == 0.5  # LINEAR_ETA
+    assert for_booster({"max_depth": 4}) == {"max_depth": 4} and for_booster(params) == params  # idempotent
+    # a searched linear configuration: L1/L2 scaled once to a linear booster's (row-normalised) penalties
+    drawn = from_search({"booster": "gblinear", "lambda": 2.0, "alpha": 0.5, "eta": 0.01, "max_depth": 3})
+    assert drawn == {"booster": "gblinear", "lambda": 0.02, "alpha": 0.005, "eta": 0.5}
+    assert from_search({"booster": "gbtree", "lambda": 2.0}) == {"booster": "gbtree", "lambda": 2.0}
 
 
 def test_positive_rate_is_for_binary_labels_only():

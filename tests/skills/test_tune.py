@@ -68,7 +68,8 @@ def test_multi_worker_trials_fit_an_xgboost_trainer(tmp_path, ray_cluster):
     out = tune(h.ctx, TuneInput(table=h.table(limit=3000), num_trials=1, max_rounds=10, search="random",
                                 scheduler="fifo", num_workers=2, **CHURN))
     (trial,) = out.trials
-    assert "error" not in trial and trial["rounds"] == 10 and trial["metric"] > 0.75
+    assert "error" not in trial and trial["rounds"] == 10
+    assert 0 < trial["metric"] < 0.5  # validation logloss (0.69: no skill)
     assert Path(h.ctx.artifacts.local_path(h.ctx.key("tune"))).exists()
 
 
@@ -101,7 +102,7 @@ def test_every_multi_worker_trial_completes_and_reports(tmp_path, ray_cluster):
     assert len(out.trials) == 2
     for trial in out.trials:
         assert "error" not in trial, trial.get("error")
-        assert trial["rounds"] == 4 and trial["metric"] is not None and trial["metric"] > 0.6
+        assert trial["rounds"] == 4 and trial["metric"] is not None and 0 < trial["metric"] < 0.6  # validation logloss
 
 
 def slow_learner(rows: int = 800, seed: int = 0) -> pa.Table:
@@ -141,9 +142,9 @@ def test_the_linear_booster_is_an_arm_and_wins_on_a_linear_table(tmp_path, ray_c
     table = h.put("linear", linear_table())
     out = tune(h.ctx, TuneInput(table=table, target="y", num_trials=8, max_rounds=200, search="random",
                                 scheduler="fifo", seed=0))
-    best = {b: max(t["metric"] for t in out.trials if t["params"]["booster"] == b) for b in ("gbtree", "gblinear")}
-    print(best)
-    assert best["gblinear"] > best["gbtree"]
+    # validation logloss: lower is better
+    best = {b: min(t["metric"] for t in out.trials if t["params"]["booster"] == b) for b in ("gbtree", "gblinear")}
+    assert best["gblinear"] < best["gbtree"]
     assert out.best_params["booster"] == "gblinear" and out.model.params["booster"] == "gblinear"
     assert "max_depth" not in out.model.params and "max_depth" not in out.best_params  # a linear model has no trees
     cv = evaluate(h.ctx, EvaluateInput(model=out.model, table=table, folds=3))

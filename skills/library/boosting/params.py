@@ -30,6 +30,8 @@ MAXIMIZE = frozenset({"auc", "pr_auc", "accuracy", "f1", "r2"})
 # Chosen per run from the hardware, never stored with a model.
 COMPUTE_KEYS = frozenset({"device", "nthread", "n_jobs", "eval_metric", "gpu_id", "tree_method_device"})
 DEFAULTS: dict[str, float | int | str] = {"tree_method": "hist", "eta": 0.1, "max_depth": 6, "min_child_weight": 1.0}
+LINEAR_ETA = 0.5  # the lowest learning rate of a linear booster (`for_booster`)
+LINEAR_REGULARISATION = 0.01  # a linear booster's L1/L2 per unit of the searched (tree) values
 # What a linear booster does not use (xgboost warns about each): the trees' shape, sampling and histogram.
 TREE_ONLY = frozenset({"tree_method", "max_depth", "min_child_weight", "gamma", "subsample", "colsample_bytree",
                        "colsample_bylevel", "colsample_bynode", "max_bin", "max_leaves", "grow_policy"})
@@ -41,6 +43,13 @@ def primary_metric(task: Task, classes: Sequence[str] = ()) -> str:
     if task == "classification" and len(classes) > 2:
         return "mlogloss"
     return PRIMARY_METRIC[task]
+
+
+def race_metric(task: Task, classes: Sequence[str] = ()) -> str:
+    """What the OODA race and its paired test accept a feature by: the headline (AUC, RMSE) a user reads, mlogloss
+    for 3+ classes (their AUC saturates in a round or two). A feature is kept only when it improves the number the
+    user judges the model by; the loss (`primary_metric`) only chooses configurations."""
+    return "mlogloss" if task == "classification" and len(classes) > 2 else HEADLINE_METRIC[task]
 
 
 def headline_metric(task: Task) -> str:
@@ -77,10 +86,27 @@ def model_params(task: Task, seed: int, overrides: Mapping[str, Any] | None = No
 
 
 def for_booster(params: Mapping[str, Any]) -> dict[str, Any]:
-    """`params` without what their booster ignores: a gblinear model keeps no tree parameters."""
+    """`params` for their booster (idempotent): a gblinear model keeps no tree parameters and learns at `LINEAR_ETA`
+    at least (coordinate descent on a linear model needs no shrinkage: at a tree's learning rate of 0.01 its
+    probabilities were still near 0.5 after 200 rounds)."""
     if params.get("booster") != "gblinear":
         return dict(params)
-    return {k: v for k, v in params.items() if k not in TREE_ONLY}
+    linear = {k: v for k, v in params.items() if k not in TREE_ONLY}
+    linear["eta"] = max(float(linear.get("eta", LINEAR_ETA)), LINEAR_ETA)
+    return linear
+
+
+def from_search(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A configuration drawn from the search space as model parameters, applied once per draw: a linear booster
+    gets the searched L1/L2 scaled by `LINEAR_REGULARISATION` (xgboost normalises a linear booster's penalties by the
+    rows: lambda or alpha >= 1, mild for trees, zeroed every weight of a logistic table, validation logloss 0.69 vs
+    0.47 at 0.01), then `for_booster`."""
+    params = dict(config)
+    if params.get("booster") == "gblinear":
+        for key in ("lambda", "alpha"):
+            if key in params:
+                params[key] = float(params[key]) * LINEAR_REGULARISATION
+    return for_booster(params)
 
 
 def patience_for(patience: int, params: Mapping[str, Any]) -> int:
