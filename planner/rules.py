@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 
 DEFAULT_TRIALS = 12
 DEFAULT_ROUNDS = 200
+TUNE_ROUNDS = 1000  # a cap per trial: `tune` gives a trial fewer on larger tables (`boosting.search.trial_rounds`)
 BASELINE_ROUNDS = 100
 SCORE_SKILLS = ("score", "predict", "batch_predict", "inference")
 _SCORE_TABLE_WORDS = frozenset({"new", "score", "scoring", "unlabeled", "unlabelled", "pending", "incoming",
@@ -207,7 +208,7 @@ def _model_step(goal: Goal, b: _Steps, table_step: str, budget: Budget, spent: i
     """`tune` (default) or `train` ("quick"), sized by the skills' own cost functions to fit the budget."""
     intent = goal.intent
     inputs = _training_inputs(goal, b, table_step, registry, "tune" if intent.tune else "train_xgboost")
-    rounds, room = intent.rounds or DEFAULT_ROUNDS, budget.max_boosting_rounds - spent
+    rounds, room = intent.rounds or (TUNE_ROUNDS if intent.tune else DEFAULT_ROUNDS), budget.max_boosting_rounds - spent
     if not intent.tune:
         fitted = fit_rounds(_spec(registry, "train_xgboost"), inputs, "num_rounds", rounds, room)
         _note_clamp(goal, "boosting rounds", rounds, fitted)
@@ -279,12 +280,13 @@ def build_steps(goal: Goal, registry: Registry, budget: Budget) -> tuple[list[St
     spent = _baseline_steps(goal, b, query, budget, registry)
     model = _model_step(goal, b, table_step, budget, spent, registry)
     on = {"model": b.ref(model, "model"), "table": b.ref(table_step, "table")}
-    evaluate = b.add("evaluate", "evaluate", "holdout and cross-validated metrics", **on, folds=goal.intent.folds)
+    evaluate = b.add("evaluate", "evaluate", "cross-validated and validation metrics", **on, folds=goal.intent.folds)
     explain = b.add("explain", "explain", "SHAP drivers of the prediction", **on, top_k=goal.intent.top_k)
     residuals = b.add("residuals", "residuals", "slices where the model errs most", **on)
     _score_steps(goal, b, model, registry)
     report = {"model": on["model"], "metrics": b.ref(evaluate, "metrics"), "curves": b.ref(evaluate, "curves"),
               "metric_name": b.ref(evaluate, "metric_name"), "metric_value": b.ref(evaluate, "metric_value"),
+              "protocol": b.ref(evaluate, "protocol"), "metrics_protocol": b.ref(evaluate, "metrics_protocol"),
               "importance": b.ref(explain, "importance"), "drivers": b.ref(explain, "drivers"),
               "trials": b.ref(model, "trials") if model == "tune" else None,
               "slices": b.ref(residuals, "slices"), "overall_error": b.ref(residuals, "overall_error"),

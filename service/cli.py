@@ -406,9 +406,11 @@ def print_summary(result: SessionResult, out: Path, console: Console) -> None:
     if not s.get("model"):
         console.print("[bold red]no model was produced[/]" + (" (the run failed)" if result.failed else ""))
         return
+    seen = s.get("validation") or {}
     console.print(f"[bold]{s.get('task')} model for {escape(str(s.get('target')))}[/]: cross-validated "
                   f"{s.get('metric_name') or 'metric'} [bold green]{_num(s.get('metric_value'))}[/] "
-                  f"(first model {_num(s.get('baseline_value'))})")
+                  f"({escape(str(s.get('metric_protocol')))}; first model {_num(s.get('baseline_value'))}; "
+                  f"{escape(str(seen.get('protocol', 'validation')))}: {_num(seen.get('value'))})")
     for it in s.get("iterations", []):
         console.print(f"  OODA {it['index']}: {escape(it['why'])}")
     console.print(f"  loop stopped: {escape(str(s.get('stopped')))}")

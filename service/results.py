@@ -25,6 +25,15 @@ class Driver(BaseModel):
     level: str | None = None
 
 
+class MetricSummary(BaseModel):
+    """One number and how it was measured: {name, value, protocol}."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    value: float | None = None
+    protocol: str = Field(description='e.g. "5-fold stratified CV, seed 0" or "validation (used for tuning)"')
+
+
 class IterationSummary(BaseModel):
     """One OODA iteration: what it saw, tried and kept, and the cross-validated metric before and after."""
 
@@ -54,7 +63,15 @@ class SessionSummary(BaseModel):
     metric_name: str | None = None
     metric_value: float | None = Field(default=None, description="the final model's cross-validated metric")
     baseline_value: float | None = Field(default=None, description="the first model's cross-validated metric")
-    metric_protocol: str = "cross-validated (evaluate skill)"
+    metric_protocol: str = Field(default="cross-validated (evaluate skill)",
+                                 description='how metric_value was measured, e.g. "5-fold stratified CV, seed 0"')
+    metric: MetricSummary | None = Field(default=None, description="the headline: the final model's metric_value "
+                                         "with its protocol (k-fold cross-validation on the governed rows)")
+    validation: MetricSummary | None = Field(default=None, description="the same metric on the validation rows "
+                                             "that chose the hyperparameters, rounds and threshold: optimistic, "
+                                             "never a held-out estimate")
+    threshold: float | None = Field(default=None, description="binary classification: the decision threshold "
+                                    "(chosen to maximise F1 on the validation rows)")
     iterations: list[IterationSummary] = Field(default_factory=list)
     accepted_features: list[str] = Field(default_factory=list)
     stopped: str = Field(default="", description="why the OODA loop stopped")

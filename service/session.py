@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from planner.ooda import TRAIN_SKILLS, LoopConfig, OodaResult, improve, inline_outputs, last_step, step_outputs
 from service.results import SessionSummary
+from skills.library.evaluate import VALIDATION
 from skills.plan import Plan, Ref, Step
-from skills.refs import as_ref
 
 if TYPE_CHECKING:
     from executor import RunEvent, RunResult, RunStore
@@ -84,23 +84,45 @@ class SessionEnv:
 # ------------------------------------------------------------------------------------------------------ summary
 
 
+CV_PROTOCOL = "cross-validated (evaluate skill)"  # an evaluate output that does not name its protocol
+
+
 def _cv_metric(evaluate: Mapping[str, Any]) -> tuple[str | None, float | None]:
     name = evaluate.get("metric_name")
     value = (evaluate.get("cv_metrics") or {}).get(name, evaluate.get("metric_value"))
     return name, value
 
 
-def _role_outputs(plan: Plan, outputs: Mapping[str, Mapping[str, Any]], skills: tuple[str, ...]) -> dict[str, Any]:
-    sid = last_step(plan, skills, outputs)
-    return dict(outputs[sid]) if sid else {}
+def _named_metrics(evaluate: Mapping[str, Any]) -> dict[str, Any]:
+    """result.json's `metric` (the cross-validated headline) and `validation` (the rows that tuned the model), each
+    {name, value, protocol}, and `metric_protocol`."""
+    name, value = _cv_metric(evaluate)
+    if name is None:
+        return {"metric": None, "validation": None}
+    protocol = evaluate.get("protocol") or CV_PROTOCOL
+    seen = (evaluate.get("metrics") or {}).get(name)
+    return {"metric_protocol": protocol, "metric": {"name": name, "value": value, "protocol": protocol},
+            "validation": {"name": name, "value": seen, "protocol": evaluate.get("metrics_protocol") or VALIDATION}}
 
 
 def training_rows(plan: Plan, outputs: Mapping[str, Mapping[str, Any]]) -> int | None:
-    """Rows of the table the final model was trained on (the governed rows its metrics come from)."""
+    """Rows of the table the final model was trained on (the `table` its training step read), when known."""
+    from skills.refs import RefError, resolve
+
     sid = last_step(plan, TRAIN_SKILLS, outputs)
-    ref = as_ref(plan.step(sid).inputs.get("table")) if sid else None
-    table = (outputs.get(ref.step) or {}).get(ref.path) if ref is not None else None
-    return table.get("rows") if isinstance(table, Mapping) else None
+    if sid is None:
+        return None
+    try:
+        table = resolve(plan.step(sid).inputs.get("table"), outputs, partial=True)
+    except RefError:
+        return None
+    rows = table.get("rows") if isinstance(table, Mapping) else None
+    return int(rows) if isinstance(rows, int) else None
+
+
+def _role_outputs(plan: Plan, outputs: Mapping[str, Mapping[str, Any]], skills: tuple[str, ...]) -> dict[str, Any]:
+    sid = last_step(plan, skills, outputs)
+    return dict(outputs[sid]) if sid else {}
 
 
 def iteration_rows(ooda: OodaResult | None) -> list[dict[str, Any]]:
@@ -135,13 +157,15 @@ def summarize(plan: Plan, first: RunResult, ooda: OodaResult | None, *, elapsed:
     final_plan = ooda.plan if ooda else plan
     model = _role_outputs(final_plan, outputs, TRAIN_SKILLS).get("model") or {}
     metric_name, baseline = _cv_metric(base_eval)
-    _, final = _cv_metric(_role_outputs(final_plan, outputs, ("evaluate",)))
+    final_eval = _role_outputs(final_plan, outputs, ("evaluate",))
+    _, final = _cv_metric(final_eval)
     explain = _role_outputs(final_plan, outputs, ("explain",))
     drivers = [{k: d.get(k) for k in ("feature", "importance", "direction", "summary", "level")}
                for d in explain.get("drivers") or explain.get("importance") or []]
     return {
         "goal": plan.goal, "task": model.get("task"), "target": model.get("target"), "metric_name": metric_name,
-        "metric_value": final, "baseline_value": baseline, "metric_protocol": "cross-validated (evaluate skill)",
+        "metric_value": final, "baseline_value": baseline, "metric_protocol": CV_PROTOCOL,
+        **_named_metrics(final_eval), "threshold": model.get("threshold"),
         "iterations": _iterations_json(ooda), "accepted_features": ooda.accepted_features if ooda else [],
         "stopped": ooda.stopped if ooda else f"the OODA loop could not run: {why_not}" if why_not
         else "the OODA loop did not run", "drivers": drivers,
@@ -156,14 +180,15 @@ def summarize(plan: Plan, first: RunResult, ooda: OodaResult | None, *, elapsed:
 
 
 def report_step(plan: Plan, roles: Mapping[str, str], ooda: OodaResult | None, metric: tuple[str | None, float | None],
-                notes: str) -> Step:
+                notes: str, protocol: str = CV_PROTOCOL) -> Step:
     """The final report over the latest model, its evaluation, drivers, slices and every OODA iteration."""
     def ref(role: str, name: str) -> dict[str, Any]:
         return {name: Ref(step=roles[role], path=name)} if role in roles else {}
 
     title = next((s.inputs.get("title") for s in plan.steps if s.skill == "report"), None) or plan.goal or "agentml"
     inputs: dict[str, Any] = {"title": title, "model": Ref(step=roles["train"], path="model"),
-                              **ref("evaluate", "metrics"), **ref("evaluate", "curves"),
+                              **ref("evaluate", "metrics"), **ref("evaluate", "metrics_protocol"),
+                              **ref("evaluate", "curves"),
                               **ref("explain", "drivers"), **ref("explain", "importance"),
                               **ref("residuals", "slices"), **ref("residuals", "overall_error"),
                               "iterations": iteration_rows(ooda), "notes": notes}
@@ -173,7 +198,7 @@ def report_step(plan: Plan, roles: Mapping[str, str], ooda: OodaResult | None, m
     if tune:
         inputs["trials"] = Ref(step=tune, path="trials")
     if metric[0] is not None and metric[1] is not None:
-        inputs.update({"metric_name": f"{metric[0]} (cross-validated)", "metric_value": metric[1]})
+        inputs.update({"metric_name": f"{metric[0]} ({protocol})", "metric_value": metric[1]})
     return Step(id=REPORT_STEP, skill="report", inputs=inputs, description="final report with the OODA iterations")
 
 
@@ -306,7 +331,7 @@ def finish_session(env: SessionEnv, first: RunResult, plan: Plan, *, iterations:
     failed, kind = (ooda.error, ooda.failed_kind) if ooda else (None, None)
     if "train" in roles and not env.cancelled:
         step = report_step(final_plan, roles, ooda, (summary["metric_name"], summary["metric_value"]),
-                           _notes(summary, notes))
+                           _notes(summary, notes), summary.get("metric_protocol") or CV_PROTOCOL)
         final_plan.steps.append(step)
         run = env.run(Plan(goal=plan.goal, steps=[inline_outputs(step, outputs)]))
         summary["run_ids"].append(run.id)

@@ -40,6 +40,8 @@ class ModelArtifact(BaseModel):
     history: dict[str, list[float]] = Field(default_factory=dict, description="validation metric per round")
     boost_seconds: float | None = Field(default=None, description="wall time of the boosting rounds alone (no "
                                         "startup, data loading or DMatrix building)")
+    threshold: float | None = Field(default=None, description="binary classification: predict the positive class "
+                                    "when its probability is >= this (chosen to maximise F1 on the validation rows)")
     backend: str = "xgboost"
 
     @property

@@ -93,10 +93,14 @@ class RunCreated(BaseModel):
 
 
 class Metric(BaseModel):
-    """The run's headline metric (cross-validated when an evaluate step ran)."""
+    """The run's headline metric (cross-validated when an evaluate step ran), how it was measured, and the same
+    metric on the validation rows that tuned the model (optimistic: shown beside, never as the headline)."""
 
     name: str
     value: float
+    protocol: str | None = None
+    validation: float | None = None
+    validation_protocol: str | None = None
 
 
 class JobView(BaseModel):

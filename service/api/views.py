@@ -7,6 +7,7 @@ from typing import Any
 
 from executor import JobInfo, RunResult, StepResult
 from service.api.models import JobView, Links, Metric, RunDetail, RunSummary, StepView
+from skills.library.evaluate import VALIDATION
 from skills.plan import Plan
 
 _PREFERRED = ("auc", "roc_auc", "rmse", "r2", "logloss", "accuracy", "mae")
@@ -30,20 +31,24 @@ def _from_metrics(metrics: Mapping[str, Any]) -> Metric | None:
     for name in names:
         value = _number(metrics.get(name))
         if value is not None:
-            return Metric(name=name, value=value)
+            return Metric(name=name, value=value, protocol=VALIDATION)
     return None
 
 
 def _step_metric(outputs: Mapping[str, Any]) -> Metric | None:
-    value = _number(outputs.get("metric_value"))
-    if isinstance(outputs.get("metric_name"), str) and value is not None:
-        return Metric(name=outputs["metric_name"], value=value)
+    value, name = _number(outputs.get("metric_value")), outputs.get("metric_name")
+    if isinstance(name, str) and value is not None:
+        metrics, protocol, seen = outputs.get("metrics"), outputs.get("protocol"), outputs.get("metrics_protocol")
+        validation = _number(metrics.get(name)) if isinstance(metrics, Mapping) and seen != protocol else None
+        return Metric(name=name, value=value, protocol=protocol if isinstance(protocol, str) else None,
+                      validation=validation, validation_protocol=seen if validation is not None else None)
     metrics = outputs.get("metrics")
     return _from_metrics(metrics) if isinstance(metrics, Mapping) else None
 
 
 def headline_metric(run: RunResult) -> Metric | None:
-    """The evaluate step's metric (the latest one that ran), else the training metrics, else None."""
+    """The evaluate step's metric (the latest one that ran: cross-validated, with its protocol and the validation
+    number beside it), else the training metrics (validation), else None."""
     ordered = [s for s in reversed(list(run.steps.values())) if s.status == "succeeded" and s.outputs]
     for step in sorted(ordered, key=lambda s: s.skill != "evaluate"):  # stable: latest evaluate first
         metric = _step_metric(step.outputs or {})

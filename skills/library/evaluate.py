@@ -1,13 +1,16 @@
-"""evaluate: holdout metrics, k-fold cross-validation and curve data for a trained model.
+"""evaluate: k-fold cross-validation (the headline), validation metrics and curve data for a trained model.
 
-Holdout: the model's own validation rows (the split convention is stored in the booster) when `table` is the table it
-was trained on, else every row of `table` (new data). Early stopping chose the round count on those validation rows, so
-holdout metrics lean optimistic; cross-validation, which retrains the model's parameters for its number of rounds on
-k stratified folds, is the unbiased estimate. `cross_validate` is public so the OODA loop can run paired comparisons.
+The headline (`metric_value`, named by `protocol`, e.g. "5-fold stratified CV, seed 0") is cross-validation: the
+model's parameters retrained for its number of rounds on k folds of the rows (stratified for classification, seeded)
+and scored on the fold left out. `metrics` are the model's own validation rows (the split convention is stored in the
+booster) when `table` is the table it was trained on: those rows chose the hyperparameters, rounds and decision
+threshold, so they are "validation (used for tuning)" and lean optimistic, never held-out. On any other table
+`metrics` cover every row (new data). Accuracy and F1 use the model's decision threshold (chosen on its validation
+rows, like its other hyperparameters). `cross_validate` is public so the OODA loop can run paired comparisons.
 
-When the executor started Ray (`settings.compute == "ray"`), the holdout and every fold run as Ray tasks that read the
-table's columns from the artifact store themselves (`boosting.tasks`): the driver holds no rows, only metrics and
-capped curve data come back. Without Ray the same functions run in this process on one read of the table.
+When the executor started Ray (`settings.compute == "ray"`), the validation scoring and every fold run as Ray tasks
+that read the table's columns from the artifact store themselves (`boosting.tasks`): the driver holds no rows, only
+metrics and capped curve data come back. Without Ray the same functions run in this process on one read of the table.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from skills.context import SkillContext
 from skills.library.boosting.data import fold_ids, subset
-from skills.library.boosting.params import eval_metrics, model_params, primary_metric
+from skills.library.boosting.params import eval_metrics, headline_metric, model_params, primary_metric
 from skills.library.boosting.tasks import RayTasks, StoredTable, ray_tasks, reader, run_each
 from skills.registry import skill
 from skills.types import ModelArtifact, TableArtifact, Task
@@ -54,15 +57,23 @@ class EvaluateInput(BaseModel):
         return v
 
 
+VALIDATION = "validation (used for tuning)"  # what the model's own validation rows are called, everywhere
+
+
 class EvaluateOutput(BaseModel):
-    """Holdout metrics, mean and per-fold cross-validation metrics, the headline metric and curve data."""
+    """The headline metric and its protocol, mean and per-fold cross-validation metrics, the validation (or new
+    table) metrics and curve data."""
 
     model_config = ConfigDict(extra="forbid")
-    metrics: dict[str, float]
+    metrics: dict[str, float] = Field(description="metrics on the rows `metrics_protocol` names")
+    metrics_protocol: str = Field(VALIDATION, description=f'"{VALIDATION}" (the model\'s validation rows) or '
+                                  '"new table (N rows)"')
     cv_metrics: dict[str, float]
     cv_folds: list[dict[str, float]]
     metric_name: str
-    metric_value: float
+    metric_value: float = Field(description="the cross-validated metric (the `metrics` one when folds=0)")
+    protocol: str = Field("", description='how metric_value was measured, e.g. "5-fold stratified CV, seed 0"')
+    threshold: float | None = Field(None, description="the decision threshold accuracy and F1 used")
     curves: dict[str, Any]
 
 
@@ -80,6 +91,7 @@ class FoldSpec:
     seed: int
     categories: dict[str, list[str]] | None = None
     classes: tuple[str, ...] = ()  # the model's classes (`ModelArtifact.classes`); () infers them from the table
+    threshold: float | None = None  # binary classification's decision threshold (None: 0.5)
 
     @property
     def columns(self) -> list[str]:
@@ -89,11 +101,17 @@ class FoldSpec:
 
 def fold_spec(features: Sequence[str], target: str, task: Task, params: Mapping[str, Any], num_rounds: int,
               folds: int, seed: int, categories: dict[str, list[str]] | None, nthread: int,
-              classes: Sequence[str] = ()) -> FoldSpec:
+              classes: Sequence[str] = (), threshold: float | None = None) -> FoldSpec:
     """The fold spec of a model's parameters; `nthread` 0 means every core of the process that runs the fold."""
     stored = model_params(task, seed, params, classes)
     full = {**stored, "eval_metric": eval_metrics(stored, task), "nthread": nthread}
-    return FoldSpec(list(features), target, task, full, num_rounds, folds, seed, categories, tuple(classes))
+    return FoldSpec(list(features), target, task, full, num_rounds, folds, seed, categories, tuple(classes),
+                    threshold)
+
+
+def cv_protocol(task: Task, folds: int, seed: int) -> str:
+    """How a cross-validated metric was measured, in words: "5-fold stratified CV, seed 0"."""
+    return f"{folds}-fold {'stratified ' if task == 'classification' else ''}CV, seed {seed}"
 
 
 @dataclass
@@ -123,7 +141,7 @@ def fold_scores(data: FoldData, k: int) -> dict[str, float]:
     train, test = subset(data.frame, data.ids != k), subset(data.frame, data.ids == k)
     nthread = int(spec.params["nthread"]) or None
     booster = boost_plain(spec.params, train.dmatrix(nthread=nthread), spec.num_rounds)
-    return score(spec.task, test.labels, booster.predict(test.dmatrix(nthread=nthread)))
+    return score(spec.task, test.labels, booster.predict(test.dmatrix(nthread=nthread)), threshold=spec.threshold)
 
 
 def run_folds(spec: FoldSpec, load: Callable[[], pa.Table], on: RayTasks | None,
@@ -216,7 +234,17 @@ def holdout_summary(table: pa.Table, job: Holdout) -> tuple[dict[str, float], di
     from skills.library.boosting.saved_model import load_booster
 
     y, pred = _holdout(load_booster(job.store, job.model.uri, "evaluate"), job.model, table)
-    return score(job.model.task, y, pred), curves_for(job.model.task, y, pred, job.model, job.seed)
+    metrics = score(job.model.task, y, pred, threshold=job.model.threshold)
+    return metrics, curves_for(job.model.task, y, pred, job.model, job.seed)
+
+
+def scored_rows(ctx: SkillContext, model: ModelArtifact, rows: int) -> str:
+    """What `metrics` were measured on: the model's validation rows (`VALIDATION`) when a table of `rows` rows is
+    its training table, else every row of a new table."""
+    from skills.library.boosting.saved_model import load_booster, trained_on
+
+    return VALIDATION if trained_on(load_booster(ctx.artifacts, model.uri, "evaluate"), rows) else \
+        f"new table ({rows} rows)"
 
 
 def _cost(inp: EvaluateInput) -> int:
@@ -225,22 +253,24 @@ def _cost(inp: EvaluateInput) -> int:
 
 @skill("evaluate", cost=_cost, tags=("model",))
 def evaluate(ctx: SkillContext, inp: EvaluateInput) -> EvaluateOutput:
-    """Judge a trained model: holdout metrics on its validation rows (AUC, logloss, accuracy, F1 for binary
-    classification; macro AUC, mlogloss, accuracy, macro F1 for 3+ classes; RMSE, MAE, R2 for regression),
-    stratified k-fold cross-validation of its parameters (mean and per fold) and curve data for the report (ROC and
-    precision-recall, class shares, or predicted vs actual; learning curve)."""
+    """Judge a trained model: k-fold cross-validation of its parameters (stratified for classification, seeded;
+    mean and per fold: AUC, PR AUC, logloss, accuracy, F1 for binary classification; macro AUC, mlogloss, accuracy,
+    macro F1 for 3+ classes; RMSE, MAE, R2 for regression) as the headline metric with its protocol, the same metrics
+    on its validation rows ("validation (used for tuning)": they chose its hyperparameters, so they lean optimistic)
+    or on every row of a new table, and curve data for the report (ROC and precision-recall, class shares, or
+    predicted vs actual; learning curve)."""
     model, seed = inp.model, ctx.settings.seed
     source, on = StoredTable(ctx.artifacts, inp.table.uri), ray_tasks(ctx)
     spec = fold_spec(model.features, model.target, model.task, model.params, model.num_rounds, inp.folds, seed,
                      model.categories, nthread=on.cpus if on else 0,  # 0: every core of this process
-                     classes=model.classes)
+                     classes=model.classes, threshold=model.threshold)
     # On Ray every task reads the columns it needs by itself; in this process they are read once and shared.
     load = reader(source, spec.columns) if on else partial(_given, source.read(spec.columns))
     rows = source.num_rows()
     where = f"{on.concurrency} Ray task(s) at a time, {on.cpus} CPU(s) each" if on else "this process"
     ctx.progress(f"evaluating on {rows} rows in {where}", done=rows, total=rows, unit="rows")
     [(metrics, curves)] = run_each(holdout_summary, load, [Holdout(ctx.artifacts, model, seed)], on,
-                                   lambda _: "scoring the holdout rows")
+                                   lambda _: "scoring the validation rows")
     finished = itertools.count(1)
 
     def fold_done(k: int, _: dict[str, float]) -> None:
@@ -248,6 +278,8 @@ def evaluate(ctx: SkillContext, inp: EvaluateInput) -> EvaluateOutput:
         ctx.progress(f"fold {k + 1} done ({done}/{inp.folds})", done=done, total=inp.folds, unit="folds")
 
     folds = run_folds(spec, load, on, fold_done) if inp.folds else []
-    name = primary_metric(model.task)
-    return EvaluateOutput(metrics=metrics, cv_metrics=mean_metrics(folds), cv_folds=folds, metric_name=name,
-                          metric_value=metrics[name], curves=curves)
+    name, cv, seen = headline_metric(model.task), mean_metrics(folds), scored_rows(ctx, model, rows)
+    return EvaluateOutput(metrics=metrics, metrics_protocol=seen, cv_metrics=cv, cv_folds=folds, metric_name=name,
+                          metric_value=cv[name] if folds else metrics[name],
+                          protocol=cv_protocol(model.task, inp.folds, seed) if folds else seen,
+                          threshold=model.threshold, curves=curves)

@@ -44,7 +44,7 @@ from skills.errors import SkillError
 from skills.frame import build_frame, infer_task
 from skills.library.boosting.compute import cluster_compute, require_ray
 from skills.library.boosting.data import holdout_split, table_classes
-from skills.library.boosting.params import mode_of, model_params, primary_metric
+from skills.library.boosting.params import mode_of, model_params, race_metric
 from skills.registry import skill
 from skills.types import TableArtifact, Task
 
@@ -158,7 +158,7 @@ def _split(table: pa.Table, features: list[str], target: str, task: Task, fracti
 
 def _params(task: Task, params: dict[str, Any], seed: int, classes: list[str]) -> dict[str, Any]:
     """The model's stored parameters (as training fills them in) + this race's metric, one thread per trial."""
-    return {**model_params(task, seed, params, classes), "eval_metric": primary_metric(task, classes), "nthread": 1}
+    return {**model_params(task, seed, params, classes), "eval_metric": race_metric(task, classes), "nthread": 1}
 
 
 def trial_curve(data: _Data, features: list[str], params: dict[str, Any], max_rounds: int,
@@ -376,7 +376,7 @@ def race_features(ctx: SkillContext, inp: RaceInput) -> RaceOutput:
     _check_columns(table, inp)
     task = inp.task or infer_task(table, inp.target)
     classes = table_classes(table.column(inp.target), task)  # multiclass targets race as softprob models
-    metric = primary_metric(task, classes)
+    metric = race_metric(task, classes)
     sign = 1.0 if mode_of(metric) == "max" else -1.0
     params = _params(task, inp.params, inp.seed, classes)
     all_features = list(dict.fromkeys(inp.base_features + [f for g in inp.candidates for f in g.features]))

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from skills.context import SkillContext
 from skills.library import plots
+from skills.library.evaluate import VALIDATION
 from skills.library.explain import Driver, FeatureImportance
 from skills.library.residuals import Slice
 from skills.plan import Plan, as_ref
@@ -60,6 +61,9 @@ class ReportInput(BaseModel):
     metrics: dict[str, float] | None = Field(default=None, description="evaluate.metrics or train_xgboost.metrics")
     metric_name: str | None = None
     metric_value: float | None = None
+    protocol: str | None = Field(default=None, description="how metric_value was measured (evaluate.protocol)")
+    metrics_protocol: str | None = Field(default=None, description="what `metrics` were measured on "
+                                         "(evaluate.metrics_protocol)")
     importance: list[FeatureImportance] | None = None
     drivers: list[Driver] | None = None
     trials: list[dict[str, Any]] | None = Field(default=None, description="tune.trials")
@@ -156,14 +160,20 @@ def _card(label: str, value: Any) -> str:
 
 def headline_section(inp: ReportInput) -> str:
     cards = []
+    seen = inp.metrics_protocol or VALIDATION
     if (top := headline(inp)) is not None:
-        cards.append(_card(top[0], float(top[1])))
+        name = top[0].split(" (")[0]
+        cards.append(_card(f"{top[0]} ({inp.protocol})" if inp.protocol else top[0], float(top[1])))
+        if inp.metrics and name in inp.metrics and inp.metric_value is not None:
+            cards.append(_card(f"{name}, {seen}", float(inp.metrics[name])))
     if inp.model is not None:
         cards += [_card("task", inp.model.task), _card("target", inp.model.target), *class_cards(inp.model),
                   _card("features", len(inp.model.features)), _card("boosting rounds", inp.model.num_rounds)]
+        if inp.model.threshold is not None:
+            cards.append(_card("decision threshold", inp.model.threshold))
     body = f'<div class="headline">{"".join(cards)}</div>' if cards else ""
     if inp.metrics:
-        body += table(["metric on held-out rows", "value"], sorted(inp.metrics.items()))
+        body += table([f"metric on {seen}", "value"], sorted(inp.metrics.items()))
     if inp.notes:
         body += f"<p>{esc(inp.notes)}</p>"
     return body

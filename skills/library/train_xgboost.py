@@ -12,12 +12,13 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from skills.context import SkillContext
 from skills.library.boosting.compute import Compute, cluster_compute
 from skills.library.boosting.data import TrainingData, prepare
-from skills.library.boosting.params import model_params, xgb_params
+from skills.library.boosting.params import model_params, patience_for, xgb_params
 from skills.registry import skill
 from skills.types import ModelArtifact, TableArtifact, Task
 
@@ -104,6 +105,7 @@ def fit_model(ctx: SkillContext, prep: TrainingData, params: dict[str, Any], num
               early_stopping_rounds: int, num_workers: int | None = None,
               callbacks: Sequence[xgb.callback.TrainingCallback] = ()) -> ModelArtifact:
     """Train (on Ray Train or in process, per ctx.settings.compute), keep the best round and save the model.
+    Early stopping waits `early_stopping_rounds` at the default learning rate, more below it (`patience_for`).
     `callbacks` are extra xgboost callbacks that run on every training worker (tests use one to kill a worker)."""
     from skills.library.boosting.loop import fit_local, report_every
 
@@ -112,6 +114,7 @@ def fit_model(ctx: SkillContext, prep: TrainingData, params: dict[str, Any], num
     stored = model_params(prep.task, prep.seed, params, prep.classes)
     full = xgb_params(stored, prep.task, compute)
     every = report_every(num_rounds)
+    early_stopping_rounds = patience_for(early_stopping_rounds, stored)
     if ctx.settings.compute == "ray":
         from skills.library.boosting.ray_train import BoostJob, fit_ray
 
@@ -126,20 +129,33 @@ def fit_model(ctx: SkillContext, prep: TrainingData, params: dict[str, Any], num
 
 
 def save_model(ctx: SkillContext, prep: TrainingData, params: dict[str, Any], fit: FitResult) -> ModelArtifact:
-    """Cut the booster at its best round, record the split convention in it, score it on the validation rows and
-    write it (xgboost JSON) to the artifact store."""
+    """Cut the booster at its best round, record the split convention in it, choose a binary model's decision
+    threshold on the validation rows, score it there and write it (xgboost JSON) to the artifact store."""
     from skills.library.boosting.metrics import score
     from skills.library.boosting.saved_model import SPLIT_ATTR
 
     booster = fit.best_booster()
     booster.set_param({"device": "cpu"})  # a GPU-trained model scores on the driver's CPU
     booster.set_attr(**{SPLIT_ATTR: json.dumps(prep.split_info())})
-    metrics = score(prep.task, *prep.valid_predictions(booster))
+    y, pred = prep.valid_predictions(booster)
+    threshold = decision_threshold(prep.task, y, pred)
+    metrics = score(prep.task, y, pred, threshold=threshold)
     uri = ctx.artifacts.put_bytes(ctx.key("model.json"), bytes(booster.save_raw("json")))
     return ModelArtifact(uri=uri, task=prep.task, target=prep.target, features=prep.features,
                          categories=prep.categories, classes=prep.classes, params=params,
                          num_rounds=booster.num_boosted_rounds(), best_iteration=fit.best_iteration,
-                         metrics=metrics, history=fit.history, boost_seconds=round(fit.seconds, 3))
+                         metrics=metrics, history=fit.history, boost_seconds=round(fit.seconds, 3),
+                         threshold=threshold)
+
+
+def decision_threshold(task: Task, y: np.ndarray, pred: np.ndarray) -> float | None:
+    """A binary model's threshold: the one maximising F1 on its validation rows (a rare class's probabilities may
+    never reach 0.5). None for regression and multiclass (one probability column per class: the argmax decides)."""
+    from skills.library.boosting.metrics import best_threshold
+
+    if task != "classification" or np.ndim(pred) != 1:
+        return None
+    return round(best_threshold(y, pred), 6)
 
 
 def _cost(inp: TrainInput) -> int:
@@ -150,10 +166,11 @@ def _cost(inp: TrainInput) -> int:
 def train_xgboost(ctx: SkillContext, inp: TrainInput) -> TrainOutput:
     """Train an XGBoost model that predicts `target` (classification or regression, inferred when omitted) from the
     columns of `table` (default: all usable columns except `exclude`). Holds out `valid_fraction` of the rows
-    (stratified) for early stopping; returns the model (saved at its best round) with validation metrics: AUC,
-    logloss, accuracy, F1 for binary classification (`positive` names the level that counts as positive); macro
-    AUC, mlogloss, accuracy, macro F1 for a target with 3+ classes (softprob); RMSE, MAE, R2 for regression. Runs
-    on Ray Train (GPUs when the cluster has them, checkpoints and worker restarts) when the plan runs on Ray."""
+    (stratified) for early stopping and the decision threshold; returns the model (saved at its best round) with
+    validation metrics: AUC, PR AUC, logloss, accuracy, F1 (at the threshold that maximises F1 on those rows) for
+    binary classification (`positive` names the level that counts as positive); macro AUC, mlogloss, accuracy, macro
+    F1 for a target with 3+ classes (softprob); RMSE, MAE, R2 for regression. Runs on Ray Train (GPUs when the
+    cluster has them, checkpoints and worker restarts) when the plan runs on Ray."""
     prep = load_prepared(ctx, inp.table, inp.target, inp.task, inp.features, inp.exclude, inp.valid_fraction,
                          inp.positive)
     model = fit_model(ctx, prep, inp.params, inp.num_rounds, inp.early_stopping_rounds, inp.num_workers)

@@ -7,10 +7,15 @@ the object store (`tune.with_parameters`), or on batches streamed from the artif
 inside the trial and forward its reports with `TuneReportCallback`; Tune reuses trial actors only for single-worker
 trials (`Compute.reuse_actors`). Trials ask for a GPU each when GPUs are used (`Compute`).
 
-Three ways a trial ends before `max_rounds`: ASHA stops it at a rung (it ranks in the bottom 2/3 there), it stops
-improving for `early_stopping_rounds`, or a budget runs out: `num_trials`, `max_total_rounds` over all trials (a Tune
-stopper) and `time_budget_s`. The best configuration is retrained once with the same early stopping (on Ray Train when
-the plan runs on Ray) and saved.
+The search fits the table (`boosting.search`): rounds per trial and the lowest learning rate from its rows,
+regularisation, column sampling, histogram bins, the gblinear booster as an arm, and class weights for an imbalanced
+binary target. Three ways a trial ends before its rounds: ASHA stops it at a rung (it ranks in the bottom 2/3 there;
+the first rung is a quarter of the rounds, so a low learning rate has had time to learn), it stops improving for
+`early_stopping_rounds` (scaled up for a low learning rate, `params.patience_for`), or a budget runs out:
+`num_trials`, `max_total_rounds` over all trials (a Tune stopper) and `time_budget_s`. The best configuration is
+retrained once with the same early stopping (on Ray Train when the plan runs on Ray) and saved, with the decision
+threshold chosen on the validation rows. Those rows chose the hyperparameters, rounds and threshold: their metrics
+are "validation (used for tuning)", never a held-out estimate (`evaluate` cross-validates).
 
 Ray must be running: the executor starts it for every step of a skill with `uses_ray=True`, whatever the backend.
 Skills never call `ray.init`, so without Ray this skill raises a SkillError that says so (`compute.require_ray`).
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,10 +32,28 @@ from pydantic import BaseModel, ConfigDict, Field
 from skills.context import SkillContext
 from skills.errors import SkillError
 from skills.library.boosting.compute import cluster_compute, require_ray
-from skills.library.boosting.params import metric_key, mode_of, model_params, primary_metric, xgb_params
+from skills.library.boosting.data import Prepared
+from skills.library.boosting.params import (
+    for_booster,
+    from_search,
+    metric_key,
+    mode_of,
+    model_params,
+    patience_for,
+    primary_metric,
+    xgb_params,
+)
+from skills.library.boosting.search import (
+    SearchPlan,
+    grace_period,
+    positive_rate,
+    search_space,
+    start_points,
+    trial_rounds,
+)
 from skills.library.train_xgboost import LearningData, fit_model, load_prepared
 from skills.registry import skill
-from skills.types import ModelArtifact
+from skills.types import ModelArtifact, TableArtifact
 
 if TYPE_CHECKING:
     from skills.artifacts import Storage
@@ -46,14 +70,16 @@ class TuneInput(LearningData):
     """What to tune (as for train_xgboost) and the search budget."""
 
     num_trials: int = Field(12, ge=1, le=1000)
-    max_rounds: int = Field(200, ge=2, le=100_000, description="boosting rounds per trial at most")
+    max_rounds: int = Field(1000, ge=2, le=100_000, description="boosting rounds per trial at most; larger tables "
+                            "get fewer (1000 up to 2k rows, 500 up to 20k, 300 up to 200k, then 200)")
     search: Search = Field("optuna", description="optuna (TPE), hyperopt (TPE) or random")
     scheduler: Scheduler = Field("asha", description="asha stops weak trials early; fifo runs every trial fully")
     time_budget_s: float | None = Field(None, gt=0)
     seed: int | None = Field(None, description="default: settings.seed")
     max_total_rounds: int | None = Field(None, ge=1, description="boosting rounds over all trials at most")
     early_stopping_rounds: int = Field(20, ge=0, description="a trial stops after this many rounds without "
-                                       "improvement (0: every trial runs max_rounds unless the scheduler stops it)")
+                                       "improvement at eta 0.1, proportionally more at a lower eta (0: every trial "
+                                       "runs its rounds unless the scheduler stops it)")
     valid_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     num_workers: int | None = Field(None, ge=1, description="Ray Train workers per trial (default: settings)")
 
@@ -73,27 +99,15 @@ class TuneOutput(BaseModel):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def search_space() -> dict[str, Any]:
-    """The hyperparameters searched: learning rate, tree shape, sampling and regularisation."""
-    from ray import tune
-
-    return {
-        "eta": tune.loguniform(0.01, 0.3),
-        "max_depth": tune.randint(2, 11),
-        "min_child_weight": tune.loguniform(0.5, 20.0),
-        "subsample": tune.uniform(0.5, 1.0),
-        "colsample_bytree": tune.uniform(0.5, 1.0),
-        "lambda": tune.loguniform(0.01, 10.0),
-    }
-
-
 def startup_trials(num_trials: int) -> int:
     """Random trials before TPE models the results: a third of the budget, 2 to 10."""
     return max(2, min(10, num_trials // 3))
 
 
-def make_searcher(search: Search, seed: int, num_trials: int, max_concurrent: int) -> Any:
-    """OptunaSearch (TPE), HyperOptSearch or seeded random sampling. Metric and mode come from TuneConfig.
+def make_searcher(search: Search, seed: int, num_trials: int, max_concurrent: int,
+                  points: list[dict[str, Any]] | None = None) -> Any:
+    """OptunaSearch (TPE), HyperOptSearch or seeded random sampling, each trying `points` first (the portfolio,
+    `search.start_points`). Metric and mode come from TuneConfig.
     Random sampling gets `max_concurrent` itself: Tune's `max_concurrent_trials` does not limit a
     BasicVariantGenerator, and unlimited trials can take every CPU the Ray Data reads of a streamed table need."""
     if search == "optuna":
@@ -103,24 +117,19 @@ def make_searcher(search: Search, seed: int, num_trials: int, max_concurrent: in
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # not one INFO line per study on the user's terminal
         return OptunaSearch(sampler=TPESampler(seed=seed, n_startup_trials=startup_trials(num_trials),
-                                               multivariate=True))
+                                               multivariate=True), points_to_evaluate=points or None)
     if search == "hyperopt":
         from ray.tune.search.hyperopt import HyperOptSearch
 
-        return HyperOptSearch(random_state_seed=seed, n_initial_points=startup_trials(num_trials))
+        return HyperOptSearch(random_state_seed=seed, n_initial_points=startup_trials(num_trials),
+                              points_to_evaluate=points or None)
     from ray.tune.search import BasicVariantGenerator
 
-    return BasicVariantGenerator(random_state=seed, max_concurrent=max_concurrent)
-
-
-def grace_period(max_rounds: int, every: int) -> int:
-    """ASHA's first rung: a twentieth of the rounds, on a report boundary, at least one report. (On mlc_churn,
-    12 trials x 200 rounds, a first rung at 10 rounds spent 15% fewer rounds than at 20 for the same best AUC.)"""
-    return max(every, (max_rounds // 20) // every * every)
+    return BasicVariantGenerator(random_state=seed, max_concurrent=max_concurrent, points_to_evaluate=points or None)
 
 
 def make_scheduler(scheduler: Scheduler, max_rounds: int, every: int) -> Any:
-    """ASHA over boosting rounds (rungs at grace * 3^k), or FIFO."""
+    """ASHA over boosting rounds (rungs at grace * 3^k, grace a quarter of the rounds), or FIFO."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     if scheduler == "fifo":
@@ -190,9 +199,10 @@ def single_worker_trial(config: dict[str, Any], job: BoostJob, data: TrainingDat
     from skills.library.boosting.loop import Monitor, boost
 
     key = metric_key(job.task, job.classes)
+    job = job_for(job, config)
     monitor = Monitor(primary_metric(job.task, job.classes), job.num_rounds, patience=job.patience, every=job.every,
                       sink=lambda event: tune.report(event.metrics(key)))
-    params = {**job.params, **config}
+    params = job.params
     dtrain, dvalid = data.dmatrices(params)
     boost(params, dtrain, dvalid, monitor)
 
@@ -204,9 +214,16 @@ def multi_worker_trial(config: dict[str, Any], job: BoostJob, data: TrainingData
 
     from skills.library.boosting.ray_train import make_trainer
 
-    trainer = make_trainer(job.with_params(config), data.datasets(), compute, storage,
+    trainer = make_trainer(job_for(job, config), data.datasets(), compute, storage,
                            callbacks=[TuneReportCallback()])
     trainer.fit()
+
+
+def job_for(job: BoostJob, config: dict[str, Any]) -> BoostJob:
+    """A trial's job: its config over the fixed params (a linear booster drops the tree params) and early-stopping
+    patience for its learning rate."""
+    params = for_booster({**job.params, **from_search(config)})
+    return replace(job, params=params, patience=patience_for(job.patience, params))
 
 
 def make_trainable(prep: TrainingData, job: BoostJob, compute: Compute, storage: Storage) -> Any:
@@ -226,14 +243,25 @@ def make_trainable(prep: TrainingData, job: BoostJob, compute: Compute, storage:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+def search_plan(prep: TrainingData, inp: TuneInput) -> SearchPlan:
+    """What the search space is fitted to: the table's rows, rounds per trial and (for a binary target held in
+    memory) the positive rate of its training rows. A streamed table's labels stay on the workers: no class-weight
+    arm there. The linear booster is an arm when no feature is categorical."""
+    rate = positive_rate(prep.frame("train").labels, prep.task) if isinstance(prep, Prepared) else None
+    return SearchPlan(inp.table.rows, trial_rounds(inp.table.rows, inp.max_rounds), prep.task, rate,
+                      linear=not prep.categories)
+
+
 def trial_job(prep: TrainingData, inp: TuneInput, compute: Compute) -> BoostJob:
-    """The fixed part of every trial: task params, compute params, rounds, early stopping, reporting."""
+    """The fixed part of every trial: task params, compute params, rounds (fitted to the rows), early stopping
+    (`job_for` scales it per trial), reporting."""
     from skills.library.boosting.loop import report_every
     from skills.library.boosting.ray_train import BoostJob
 
     params = xgb_params(model_params(prep.task, prep.seed, classes=prep.classes), prep.task, compute)
-    every = report_every(inp.max_rounds, reports=20)
-    return BoostJob(params, prep.task, prep.target, prep.features, prep.categories, inp.max_rounds,
+    rounds = trial_rounds(inp.table.rows, inp.max_rounds)
+    every = report_every(rounds, reports=20)
+    return BoostJob(params, prep.task, prep.target, prep.features, prep.categories, rounds,
                     patience=inp.early_stopping_rounds, every=every, checkpoint=False, encoded=prep.encoded,
                     classes=tuple(prep.classes))
 
@@ -243,19 +271,20 @@ def run_search(ctx: SkillContext, prep: TrainingData, inp: TuneInput, compute: C
     ResultGrid. Models use the split's seed (settings.seed), so only the search changes with `seed`."""
     from ray import tune
 
-    job = trial_job(prep, inp, compute)
+    job, plan = trial_job(prep, inp, compute), search_plan(prep, inp)
     storage = ctx.artifacts.storage_for(ctx.key("tune"))
+    points = start_points(plan, inp.num_trials)
     config = tune.TuneConfig(
         metric=metric_key(prep.task, prep.classes), mode=mode_of(primary_metric(prep.task, prep.classes)),
         num_samples=inp.num_trials,
-        search_alg=make_searcher(inp.search, seed, inp.num_trials, compute.max_concurrent_trials),
-        scheduler=make_scheduler(inp.scheduler, inp.max_rounds, job.every),
+        search_alg=make_searcher(inp.search, seed, inp.num_trials, compute.max_concurrent_trials, points),
+        scheduler=make_scheduler(inp.scheduler, job.num_rounds, job.every),
         max_concurrent_trials=compute.max_concurrent_trials, time_budget_s=inp.time_budget_s,
         reuse_actors=compute.reuse_actors)
     run = tune.RunConfig(name=f"tune-{uuid.uuid4().hex[:12]}", **storage.run_config(), verbose=0,
                          stop=_stopper_class()(inp.max_total_rounds),
                          callbacks=[_progress_callback(ctx, inp.num_trials)])
-    tuner = tune.Tuner(make_trainable(prep, job, compute, storage), param_space=search_space(),
+    tuner = tune.Tuner(make_trainable(prep, job, compute, storage), param_space=search_space(plan),
                        tune_config=config, run_config=run)
     return tuner.fit()
 
@@ -292,18 +321,21 @@ def best_trial(trials: list[dict[str, Any]], mode: str) -> dict[str, Any]:
 
 
 def _cost(inp: TuneInput) -> int:
-    search = inp.num_trials * inp.max_rounds
-    return min(search, inp.max_total_rounds or search) + inp.max_rounds
+    rounds = trial_rounds(inp.table.rows, inp.max_rounds) if isinstance(inp.table, TableArtifact) else inp.max_rounds
+    search = inp.num_trials * rounds
+    return min(search, inp.max_total_rounds or search) + rounds
 
 
 @skill("tune", uses_ray=True, cost=_cost, tags=("model",))
 def tune(ctx: SkillContext, inp: TuneInput) -> TuneOutput:
-    """Search XGBoost hyperparameters (learning rate, depth, child weight, subsampling, L2) with Ray Tune: TPE
-    (optuna, default) or hyperopt or random search, ASHA stopping weak trials early (rounds as the time unit) or
-    FIFO, within a budget of trials, rounds per trial, total rounds and wall time. Returns every trial (params,
-    rounds, validation metric, learning history, whether it was stopped early), the best params and the best model
-    retrained with early stopping. Trials also stop after `early_stopping_rounds` without improvement. Needs Ray
-    (the executor starts it)."""
+    """Search XGBoost hyperparameters (booster gbtree or gblinear, learning rate and rounds fitted to the table's
+    rows, depth, child weight, gamma, L1/L2, row and column sampling, histogram bins, class weights for an imbalanced
+    binary target) with Ray Tune: TPE (optuna, default) or hyperopt or random search, ASHA stopping weak trials
+    early (rounds as the time unit, first rung at a quarter of the rounds) or FIFO, within a budget of trials, rounds
+    per trial, total rounds and wall time. Returns every trial (params, rounds, validation metric, learning history,
+    whether it was stopped early), the best params and the best model retrained with early stopping, with a decision
+    threshold chosen on the validation rows. Trials also stop after `early_stopping_rounds` without improvement
+    (more at a low learning rate). Needs Ray (the executor starts it)."""
     require_ray("tune")
     seed = ctx.settings.seed if inp.seed is None else inp.seed
     prep = load_prepared(ctx, inp.table, inp.target, inp.task, inp.features, inp.exclude, inp.valid_fraction,
@@ -311,9 +343,10 @@ def tune(ctx: SkillContext, inp: TuneInput) -> TuneOutput:
     compute = cluster_compute(ctx.settings, inp.num_workers)  # trials always run on the cluster
     compute = compute.streaming() if prep.encoded else compute
     grid = run_search(ctx, prep, inp, compute, seed)
-    key = metric_key(prep.task, prep.classes)
-    trials = [trial_summary(result, key, inp.max_rounds) for result in grid]
+    key, rounds = metric_key(prep.task, prep.classes), trial_rounds(inp.table.rows, inp.max_rounds)
+    trials = [trial_summary(result, key, rounds) for result in grid]
     best = best_trial(trials, mode_of(primary_metric(prep.task, prep.classes)))
-    model = fit_model(ctx, prep, best["params"], inp.max_rounds, inp.early_stopping_rounds, inp.num_workers)
-    rounds = sum(t["rounds"] for t in trials) + len(next(iter(model.history.values()), []))
-    return TuneOutput(model=model, best_params=best["params"], trials=trials, rounds_used=rounds)
+    params = from_search(best["params"])
+    model = fit_model(ctx, prep, params, rounds, inp.early_stopping_rounds, inp.num_workers)
+    used = sum(t["rounds"] for t in trials) + len(next(iter(model.history.values()), []))
+    return TuneOutput(model=model, best_params=params, trials=trials, rounds_used=used)

@@ -17,15 +17,15 @@ def test_preview_with_governed_row_counts(engine: Any, analyst: Any, catalog: An
     assert steps["query"].reads == {"customers": None}
     assert steps["features"].reads == {"billing": ["amount", "customer_id", "late_payment", "month"]}
     assert steps["tune"].depends_on == ["features"]
-    assert (steps["tune"].trials, steps["tune"].rounds, steps["tune"].rows) == (12, 2400, 20)
-    assert steps["tune"].cost == 12 * 200 * 20
+    assert (steps["tune"].trials, steps["tune"].rounds, steps["tune"].rows) == (12, 12000, 20)
+    assert steps["tune"].cost == 12 * 1000 * 20
     assert steps["baseline"].cost == 100 * 20
-    assert view.total_rounds == 2500 and view.total_trials == 12
-    assert view.estimated_cost == 12 * 200 * 20 + 100 * 20
+    assert view.total_rounds == 12100 and view.total_trials == 12
+    assert view.estimated_cost == 12 * 1000 * 20 + 100 * 20
     text = view.text()
     assert "reads customers (all visible columns)" in text
-    assert "cost 12 trials, 2,400 boosting rounds x 20 rows = 48.0k row-rounds" in text
-    assert "Total: 2,500 boosting rounds, 12 trials; estimated 50.0k row-rounds (trials x rounds x rows)" \
+    assert "cost 12 trials, 12,000 boosting rounds x 20 rows = 240.0k row-rounds" in text
+    assert "Total: 12,100 boosting rounds, 12 trials; estimated 242.0k row-rounds (trials x rounds x rows)" \
         in text.splitlines()  # the notes follow (here: column roles by name, the planner had no engine)
 
 

@@ -263,7 +263,7 @@ def test_catalog_none_skips_access_checks(plan: dict[str, Any], registry: Any) -
 
 
 @pytest.mark.parametrize(("budget", "message"), [
-    (Budget(max_boosting_rounds=1000), "the plan needs 2500 boosting rounds, over your quota of 1000"),
+    (Budget(max_boosting_rounds=1000), "the plan needs 12100 boosting rounds, over your quota of 1000"),
     (Budget(max_trials=5), "the plan runs 12 tuning trials, over your quota of 5"),
     (Budget(max_steps=5), "the plan has 9 steps, over your quota of 5"),
 ])

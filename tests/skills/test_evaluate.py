@@ -9,7 +9,7 @@ from sklearn import metrics as skm
 
 from skills import SkillError
 from skills.library.boosting.data import fold_ids
-from skills.library.boosting.metrics import pr_points, roc_points, score
+from skills.library.boosting.metrics import best_threshold, pr_points, roc_points, score
 from skills.library.boosting.saved_model import load_booster
 from skills.library.boosting.tasks import RayTasks, StoredTable, reader
 from skills.library.evaluate import EvaluateInput, cross_validate, evaluate, fold_spec, run_folds
@@ -32,8 +32,11 @@ def test_holdout_is_the_models_validation_split(trained):
     h, table, model = trained
     out = evaluate(h.step("evaluate").ctx, EvaluateInput(model=model, table=table, folds=3))
     assert out.metrics == pytest.approx(model.metrics, abs=1e-9)  # same rows, same model
-    assert out.metric_name == "auc" and out.metric_value == out.metrics["auc"]
-    assert len(out.cv_folds) == 3 and set(out.cv_metrics) == {"auc", "logloss", "accuracy", "f1"}
+    assert out.metrics_protocol == "validation (used for tuning)" and out.threshold == model.threshold
+    # the headline is cross-validated and says how; the validation rows chose rounds and threshold
+    assert out.metric_name == "auc" and out.metric_value == out.cv_metrics["auc"]
+    assert out.protocol == "3-fold stratified CV, seed 0"
+    assert len(out.cv_folds) == 3 and set(out.cv_metrics) == {"auc", "pr_auc", "logloss", "accuracy", "f1"}
     assert out.cv_metrics["auc"] == pytest.approx(np.mean([f["auc"] for f in out.cv_folds]))
     assert 0.8 < out.cv_metrics["auc"] < 0.9
     roc = out.curves["roc"]
@@ -41,7 +44,7 @@ def test_holdout_is_the_models_validation_split(trained):
     assert np.all(np.diff(roc["fpr"]) >= 0) and np.all(np.diff(roc["tpr"]) >= 0) and len(roc["fpr"]) <= 101
     assert np.trapezoid(roc["tpr"], roc["fpr"]) == pytest.approx(out.metrics["auc"], abs=0.01)
     assert out.curves["pr"]["recall"][-1] == 1.0
-    assert out.curves["learning_curve"]["values"] == model.history["auc"]
+    assert out.curves["learning_curve"]["values"] == model.history["logloss"]
     assert [e.done for e in h.progress("folds")][-3:] == [1, 2, 3]
 
 
@@ -56,6 +59,7 @@ def test_a_new_table_is_scored_on_every_row(trained):
     pred = load_booster(h.ctx.artifacts, model.uri).predict(frame.dmatrix())
     assert out.metrics["auc"] == pytest.approx(skm.roc_auc_score(frame.y, pred), abs=1e-9)
     assert out.cv_folds == [] and out.cv_metrics == {}
+    assert out.metrics_protocol == out.protocol == "new table (1500 rows)" and out.metric_value == out.metrics["auc"]
 
 
 def test_cross_validate_is_deterministic_and_stratified():
@@ -100,6 +104,12 @@ def test_metrics_match_scikit_learn():
     assert got["logloss"] == pytest.approx(skm.log_loss(y, p))
     assert got["f1"] == pytest.approx(skm.f1_score(y, p >= 0.5))
     assert got["accuracy"] == pytest.approx(skm.accuracy_score(y, p >= 0.5))
+    assert got["pr_auc"] == pytest.approx(skm.average_precision_score(y, p))
+    at = score("classification", y, p, threshold=0.4)
+    assert at["f1"] == pytest.approx(skm.f1_score(y, p >= 0.4)) and at["auc"] == got["auc"]
+    # the chosen threshold's F1 is the best F1 of any threshold
+    t = best_threshold(y, p)
+    assert skm.f1_score(y, p >= t) == pytest.approx(max(skm.f1_score(y, p >= c) for c in np.unique(p)))
     t = rng.normal(size=500)
     pred = t + rng.normal(0, 0.5, 500)
     reg = score("regression", t, pred)

@@ -137,11 +137,21 @@ async function refreshPanels(runId) {
   if (response.ok) document.getElementById("panels").innerHTML = await response.text();
 }
 
+// The headline as the server renders it (run.html): the cross-validated number and its protocol, the validation
+// number (the rows that tuned the model) beside it.
+function metricText(m) {
+  if (!m) return "–";
+  let text = `${m.name} ${m.value.toFixed(4)}`;
+  if (m.protocol) text += ` (${m.protocol})`;
+  if (m.validation !== null && m.validation !== undefined) text += ` · ${m.validation_protocol} ${m.validation.toFixed(4)}`;
+  return text;
+}
+
 async function refreshHead(runId) {
   const run = await api("GET", `/v1/runs/${encodeURIComponent(runId)}`);
   setBadge(document.getElementById("run-status"), run.status);
   document.getElementById("run").dataset.status = run.status;
-  document.getElementById("run-metric").textContent = run.metric ? `${run.metric.name} ${run.metric.value.toFixed(4)}` : "–";
+  document.getElementById("run-metric").textContent = metricText(run.metric);
   const job = document.getElementById("job-status");
   if (job && run.job) job.textContent = run.job.status;
   const finished = !["queued", "running"].includes(run.status);

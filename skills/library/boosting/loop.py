@@ -6,6 +6,7 @@ from a checkpoint stops exactly where an uninterrupted run would. `boost` is the
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -116,12 +117,23 @@ class FitResult:
 
     @property
     def best_iteration(self) -> int:
-        """Index of the best validation round."""
+        """Index of the best validation round; a linear booster cannot be cut, so its last round."""
+        if is_linear(self.booster):
+            return self.booster.num_boosted_rounds() - 1
         return best_iteration(self.history, self.metric)
 
     def best_booster(self) -> xgb.Booster:
-        """The booster cut after its best round, so every later use scores with the best model."""
+        """The booster cut after its best round, so every later use scores with the best model (a linear booster
+        has no rounds to cut: its weights are one model, updated every round)."""
+        if is_linear(self.booster):
+            return self.booster
         return self.booster[: self.best_iteration + 1]
+
+
+def is_linear(booster: xgb.Booster) -> bool:
+    """True for a gblinear booster."""
+    config = json.loads(booster.save_config())
+    return bool(config.get("learner", {}).get("gradient_booster", {}).get("name") == "gblinear")
 
 
 def _train(params: Mapping[str, Any], dtrain: xgb.DMatrix, num_rounds: int, **kwargs: Any) -> xgb.Booster:

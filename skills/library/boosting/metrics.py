@@ -1,6 +1,7 @@
 """Metrics and curves of predictions against labels, without scikit-learn.
 
-Classification: AUC, logloss, accuracy and F1 (threshold 0.5), ROC and precision-recall points; multiclass (one
+Classification: AUC, PR AUC (average precision), logloss, accuracy and F1 at a decision threshold (0.5 unless the
+model chose one on its validation rows, `best_threshold`), ROC and precision-recall points; multiclass (one
 probability column per class): macro one-vs-rest AUC, mlogloss, accuracy and macro F1 of the most probable class.
 Regression: RMSE, MAE and R2.
 """
@@ -22,13 +23,36 @@ def auc(y: np.ndarray, p: np.ndarray) -> float:
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def _classification_scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+def average_precision(y: np.ndarray, p: np.ndarray) -> float:
+    """Area under the precision-recall curve as average precision: precision at each distinct threshold weighted by
+    the recall it adds (scikit-learn's `average_precision_score`)."""
+    if not np.any(y == 1):
+        return float("nan")
+    tps, fps, _ = _ranked_counts(y, p)
+    recall_gain = np.diff(np.r_[0.0, tps]) / tps[-1]
+    return float(np.sum(recall_gain * tps / (tps + fps)))
+
+
+def best_threshold(y: np.ndarray, p: np.ndarray) -> float:
+    """The decision threshold (predict 1 when p >= it) that maximises F1 on (y, p): midway between the lowest score
+    predicted positive and the next lower score, so that it generalises beyond these rows. 0.5 without positives."""
+    y, p = np.asarray(y, dtype=np.float64), np.asarray(p, dtype=np.float64)
+    if not np.any(y == 1):
+        return 0.5
+    tps, fps, scores = _ranked_counts(y, p)
+    best = int(np.argmax(2 * tps / (tps + fps + tps[-1])))
+    below = scores[best + 1] if best + 1 < len(scores) else 0.0
+    return float((scores[best] + below) / 2)
+
+
+def _classification_scores(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
     q = np.clip(p, 1e-15, 1 - 1e-15)
-    label = p >= 0.5
+    label = p >= threshold
     tp = float(np.sum(label & (y == 1)))
     precision_recall = float(label.sum() + (y == 1).sum())
     return {
         "auc": auc(y, p),
+        "pr_auc": average_precision(y, p),
         "logloss": float(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q))),
         "accuracy": float(np.mean(label == (y == 1))),
         "f1": 2 * tp / precision_recall if precision_recall else 0.0,
@@ -66,13 +90,15 @@ def _regression_scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     }
 
 
-def score(task: Task, y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    """Classification: auc, logloss, accuracy, f1 (threshold 0.5); with one probability column per class
-    (multiclass), macro auc, mlogloss, accuracy and macro f1. Regression: rmse, mae, r2."""
+def score(task: Task, y: np.ndarray, pred: np.ndarray, threshold: float | None = None) -> dict[str, float]:
+    """Classification: auc, pr_auc, logloss, accuracy, f1 (at `threshold`, default 0.5); with one probability column
+    per class (multiclass), macro auc, mlogloss, accuracy and macro f1. Regression: rmse, mae, r2."""
     y, pred = np.asarray(y, dtype=np.float64), np.asarray(pred, dtype=np.float64)
     if task == "regression":
         return _regression_scores(y, pred)
-    return _multiclass_scores(y, pred) if pred.ndim == 2 else _classification_scores(y, pred)
+    if pred.ndim == 2:
+        return _multiclass_scores(y, pred)
+    return _classification_scores(y, pred, 0.5 if threshold is None else threshold)
 
 
 def _thin(n: int, max_points: int) -> np.ndarray:

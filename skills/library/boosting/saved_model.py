@@ -35,12 +35,19 @@ def load_booster(artifacts: ArtifactStore, uri: str, skill: str | None = None) -
     return booster
 
 
+def trained_on(booster: xgb.Booster, rows: int) -> bool:
+    """True when a table of `rows` rows is the one the model was trained on (its split convention says so); a
+    different row count means new data, all of it unseen."""
+    info = json.loads(booster.attr(SPLIT_ATTR) or "{}")
+    return bool(info) and int(info["rows"]) == rows
+
+
 def validation_rows(table: pa.Table, model: ModelArtifact, booster: xgb.Booster) -> np.ndarray:
     """Rows of `table` that were the model's validation split; every row when `table` is not the training table
-    (a different row count means new data, all of it unseen)."""
-    info = json.loads(booster.attr(SPLIT_ATTR) or "{}")
-    if not info or int(info["rows"]) != table.num_rows:
+    (`trained_on`)."""
+    if not trained_on(booster, table.num_rows):
         return np.arange(table.num_rows)
+    info = json.loads(booster.attr(SPLIT_ATTR) or "{}")
     if info.get("rule") == "hash":  # a streamed table's split (`data.HashSplit`), computed from each row alone
         split = HashSplit.from_info(info)
         if not set(split.hashed) <= set(table.column_names):
@@ -51,8 +58,9 @@ def validation_rows(table: pa.Table, model: ModelArtifact, booster: xgb.Booster)
 
 
 def iteration_range(model: ModelArtifact, booster: xgb.Booster) -> tuple[int, int]:
-    """Rounds to predict with: up to the best iteration when training stopped early, else all (0, 0)."""
-    if model.best_iteration is None:
+    """Rounds to predict with: up to the best iteration when training stopped early, else all (0, 0). A linear
+    model has no rounds to choose from: all."""
+    if model.best_iteration is None or model.params.get("booster") == "gblinear":
         return (0, 0)
     return (0, min(model.best_iteration + 1, booster.num_boosted_rounds()))
 

@@ -101,15 +101,38 @@ def test_panels_draw_trials_and_importance_from_step_outputs() -> None:
     assert "<svg" in drawn["importance"] and "Month-to-month" in drawn["importance"]
 
 
-def test_headline_metric_prefers_the_latest_evaluate_step() -> None:
+EVALUATED = {"metric_name": "auc", "metric_value": 0.83, "protocol": "5-fold stratified CV, seed 0",
+             "cv_metrics": {"auc": 0.83}, "metrics": {"auc": 0.89, "logloss": 0.3},
+             "metrics_protocol": "validation (used for tuning)"}
+
+
+def test_headline_metric_is_the_cross_validated_one_with_the_validation_number_beside_it() -> None:
     steps = {"train": StepResult(id="train", skill="train_xgboost", status="succeeded", outputs={"metrics": {
                  "logloss": 0.4, "auc": 0.81}}),
-             "evaluate": StepResult(id="evaluate", skill="evaluate", status="succeeded",
-                                    outputs={"metric_name": "auc", "metric_value": 0.83})}
-    assert headline_metric(_run(steps)).model_dump() == {"name": "auc", "value": 0.83}
-    del steps["evaluate"]
-    assert headline_metric(_run(steps)).model_dump() == {"name": "auc", "value": 0.81}
+             "evaluate": StepResult(id="evaluate", skill="evaluate", status="succeeded", outputs=EVALUATED)}
+    assert headline_metric(_run(steps)).model_dump() == {
+        "name": "auc", "value": 0.83, "protocol": "5-fold stratified CV, seed 0", "validation": 0.89,
+        "validation_protocol": "validation (used for tuning)"}
+    del steps["evaluate"]  # only the training step's metrics: on its validation rows, and named so
+    assert headline_metric(_run(steps)).model_dump() == {
+        "name": "auc", "value": 0.81, "protocol": "validation (used for tuning)", "validation": None,
+        "validation_protocol": None}
     assert headline_metric(_run({})) is None
+
+
+def test_the_run_page_headline_is_the_cross_validated_number(tmp_path: Path) -> None:
+    from jinja2 import Environment, FileSystemLoader
+
+    from service.api.views import detail
+
+    steps = {"evaluate": StepResult(id="evaluate", skill="evaluate", status="succeeded", outputs=EVALUATED)}
+    env = Environment(loader=FileSystemLoader(Path(__file__).parents[3] / "service/api/templates"), autoescape=True)
+    env.globals["url_for"] = lambda *a, **k: ""
+    html = env.get_template("run.html").render(run=detail(_run(steps), None), finished=True, dag="", panels=[],
+                                               request=None, user=None, ray_dashboard=None)
+    head = re.search(r'<dd id="run-metric">(.*?)</dd>', html, re.S).group(1)
+    assert head.startswith("auc 0.8300 (5-fold stratified CV, seed 0)")
+    assert "validation (used for tuning) 0.8900" in head and "held-out" not in html
 
 
 def test_an_unexpected_error_is_a_500_without_a_stack_trace(caplog: pytest.LogCaptureFixture) -> None:
