@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,7 +31,7 @@ PREFIX = "models"
 class NoModel(AgentmlError):
     """The run exists but registered no model (it failed, was cancelled, or its plan trains none)."""
 
-    category: Category = "not_found"
+    category: ClassVar[Category] = "not_found"
     code = "no_model"
 
 

@@ -9,7 +9,7 @@ are audited, and its scores are a Parquet artifact of that run.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlglot import exp
@@ -35,7 +35,7 @@ class ScoreError(AgentmlError):
 class ScoreFailed(AgentmlError):
     """The scoring run started but failed."""
 
-    category: Category = "run_failed"
+    category: ClassVar[Category] = "run_failed"
     code = "score_failed"
 
 
