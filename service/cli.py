@@ -514,6 +514,100 @@ def demo(as_: Annotated[str, typer.Option("--as", help="analyst (no PII, one reg
                           "planted signal.")
 
 
+# ------------------------------------------------------------------------------------------------ models & scoring
+
+
+RunDirOpt = Annotated[Path | None, typer.Option(
+    "--run-dir", help="the --out folder of `agentml run` (its runs.db and artifacts/); default: AGENTML_RUN_STORE_URL "
+                      "and AGENTML_ARTIFACTS, as `serve` uses them")]
+
+
+def _model_stores(run_dir: Path | None, settings: Settings) -> tuple[Any, Any]:
+    """The artifact store and run store that hold registered models: a run's --out folder, or the settings'."""
+    if run_dir is not None:
+        if not run_dir.is_dir():
+            raise CliError(EXIT_INPUT, f"--run-dir {run_dir} is not a folder", "pass the --out folder of `agentml run`")
+        return _stores(run_dir, settings)
+    from executor import RunStore
+    from skills.artifacts import ArtifactStore
+
+    return ArtifactStore(settings.artifacts, shared=settings.artifacts_shared), RunStore(settings.run_store_url)
+
+
+@app.command()
+def models(run_dir: RunDirOpt = None) -> None:
+    """List the registered models (every accepted model of a run), oldest first."""
+    from service.model_versions import list_versions
+
+    with _user_errors():
+        artifacts, _ = _model_stores(run_dir, Settings())
+        table = Table("name", "version", "run", "user", "created", "metric", "rows", "features", title="Models",
+                      title_justify="left")
+        for v in list_versions(artifacts):
+            metric = f"{v.metric_name} {_num(v.metric_value)}" if v.metric_name else "n/a"
+            table.add_row(escape(v.name), str(v.version), v.run_id, escape(v.user), v.created, metric,
+                          str(v.data.rows if v.data.rows is not None else "n/a"), str(len(v.features)))
+        out_console.print(table)
+
+
+@app.command()
+def score(run_id: Annotated[str, typer.Argument(help="the run whose model scores the rows")],
+          table: Annotated[str | None, typer.Option("--table", help="table to score (default: the model's "
+                                                    "training table)")] = None,
+          where: Annotated[str | None, typer.Option("--where", help="SQL condition on the rows to score")] = None,
+          limit: Annotated[int | None, typer.Option("--limit", min=1, help="score at most this many rows")] = None,
+          out: Annotated[Path | None, typer.Option("--out", help="also write the scores to this Parquet file")] = None,
+          run_dir: RunDirOpt = None, warehouse: WarehouseOpt = None, policies: PoliciesOpt = None, user: Users = None,
+          role: Roles = None, attr: Attrs = None,
+          json_: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False) -> None:
+    """Score the rows of TABLE that you may read with RUN's model: a score, the prediction and the top 3 reasons
+    (SHAP) per row, written as a Parquet artifact of a new scoring run."""
+    from service.scoring import ScoreRequest, score_model
+    from service.session import SessionEnv
+
+    with _user_errors():
+        settings = Settings()
+        artifacts, store = _model_stores(run_dir, settings)
+        access = open_access(_warehouse(warehouse, settings), policies or settings.policies, user, role or [],
+                             parse_attributes(attr or []), settings=settings)
+        with RunDisplay(err) as display:
+            env = SessionEnv(access.principal, access.engine, artifacts, store, access.registry,
+                             _runtime(settings, None, None, None), display, ray_address=settings.ray_address)
+            result = score_model(env, run_id, ScoreRequest(table=table, where=where, limit=limit),
+                                 catalog=access.catalog)
+        if out is not None:
+            _write_scores(artifacts, result.scores, out)
+        if json_:
+            sys.stdout.write(result.model_dump_json(indent=2) + "\n")
+            return
+        _print_scores(result, out)
+
+
+def _write_scores(artifacts: Any, uri: str, out: Path) -> None:
+    """The scores' Parquet parts as one local Parquet file, a batch at a time."""
+    import pyarrow.parquet as pq
+
+    dataset = artifacts.dataset(uri)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with pq.ParquetWriter(out, dataset.schema) as writer:
+        for batch in dataset.to_batches():
+            writer.write_batch(batch)
+
+
+def _print_scores(result: Any, out: Path | None) -> None:
+    out_console.print(f"scored [bold]{result.rows}[/] rows of {escape(result.table)} with model "
+                      f"{escape(result.model_name)} v{result.model_version} (run {result.model_run_id}); scoring run "
+                      f"{result.run_id}")
+    out_console.print(f"scores: {escape(str(out.resolve()) if out else result.scores)}")
+    table = Table("id", "score", "prediction", "top reasons", title="First rows", title_justify="left")
+    for row in result.preview:
+        key = next((k for k in row if k not in ("score", "prediction", "reasons")), None)
+        reasons = "; ".join(f"{r['feature']}={r['value']} ({r['contribution']:+.3f})" for r in row["reasons"])
+        table.add_row(escape(str(row.get(key, ""))) if key else "", _num(row["score"]),
+                      escape(str(row["prediction"])), escape(reasons))
+    out_console.print(table)
+
+
 @app.command()
 def schema(name: Annotated[str, typer.Argument(help="which document: result (result.json)")]) -> None:
     """Print the JSON Schema of a document agentml writes (result: the result.json of `run` and `demo`)."""

@@ -342,7 +342,21 @@ def finish_session(env: SessionEnv, first: RunResult, plan: Plan, *, iterations:
     summary.update(report=(report or {}).get("uri"), model=(model or {}).get("uri"),
                    elapsed_s=round(time.monotonic() - started, 1))
     store_summary(env, first, summary)
+    if model and failed is None:
+        register_model(env, first.id, final_plan, outputs, summary)
     return SessionResult(first, ooda, summary, final_plan, report, model, failed, kind)
+
+
+def register_model(env: SessionEnv, run_id: str, plan: Plan, outputs: Mapping[str, Mapping[str, Any]],
+                   summary: Mapping[str, Any]) -> None:
+    """Register the session's accepted model as a version (`service.model_versions`); a registry that cannot be
+    written is logged, never the session's failure."""
+    from service.model_versions import register
+
+    try:
+        register(env.artifacts, run_id=run_id, user=env.principal.user, plan=plan, outputs=outputs, summary=summary)
+    except Exception:  # noqa: BLE001 - the model and its run are complete without the registry entry
+        log.exception("registering the model of run %s failed", run_id)
 
 
 def _failure(run: RunResult) -> tuple[str, str | None]:

@@ -33,6 +33,7 @@ BUILTIN_MODULES = (
     "skills.library.residuals",
     "skills.library.report",
     "skills.library.race",
+    "skills.library.score",
 )
 
 # Reads: literal input -> {table: {columns}} it will read (None = all columns). Cost: literal input -> boosting rounds.

@@ -15,6 +15,7 @@ resolves to a governed view. The connecting identity needs the right to create s
 """
 from __future__ import annotations
 
+import importlib
 import re
 import threading
 from collections.abc import Mapping
@@ -180,7 +181,8 @@ class DatabricksWarehouse(_DbApiWarehouse):
 
     def _connect(self) -> Any:
         try:
-            from databricks import sql as databricks_sql
+            # by name: the test lock's databricks-sdk (from mlflow) owns the `databricks` namespace without `sql`
+            databricks_sql: Any = importlib.import_module("databricks.sql")
         except ImportError:
             raise missing_driver("databricks-sql-connector", "databricks") from None
         self.errors = (databricks_sql.Error,)

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from service.api import errors
-from service.api.routes import dashboard, health, meta, plans, runs
+from service.api.routes import dashboard, health, meta, plans, runs, scoring
 from service.api.services import Services
 from service.settings import Settings
 from skills.registry import Registry
@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None, *, registry: Registry | None = 
     app = FastAPI(title="agentml", version="0.1.0", description=DESCRIPTION, openapi_tags=TAGS, lifespan=lifespan)
     app.state.services = services
     errors.install(app)
-    for module in (health, plans, runs, meta, dashboard):
+    for module in (health, plans, runs, scoring, meta, dashboard):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
