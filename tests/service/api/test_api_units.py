@@ -106,9 +106,16 @@ def test_headline_metric_prefers_the_latest_evaluate_step() -> None:
                  "logloss": 0.4, "auc": 0.81}}),
              "evaluate": StepResult(id="evaluate", skill="evaluate", status="succeeded",
                                     outputs={"metric_name": "auc", "metric_value": 0.83})}
-    assert headline_metric(_run(steps)).model_dump() == {"name": "auc", "value": 0.83}
+    assert headline_metric(_run(steps)).model_dump() == {"name": "auc", "value": 0.83, "protocol": "holdout",
+                                                         "folds": None, "holdout": None, "label": "holdout auc"}
+    steps["evaluate"].outputs.update(metrics={"auc": 0.83}, cv_metrics={"auc": 0.85}, cv_folds=[{}] * 5)
+    metric = headline_metric(_run(steps))  # the cross-validated value, named so, with the holdout beside it
+    assert (metric.value, metric.holdout, metric.label) == (0.85, 0.83, "cross-validated auc (5-fold)")
+    final = headline_metric(_run(steps, {"summary": {"metric_name": "auc", "metric_value": 0.87}}))
+    assert (final.value, final.holdout) == (0.87, None)  # the OODA loop's final model: no holdout of another model
     del steps["evaluate"]
-    assert headline_metric(_run(steps)).model_dump() == {"name": "auc", "value": 0.81}
+    assert headline_metric(_run(steps)).model_dump() == {"name": "auc", "value": 0.81, "protocol": "validation",
+                                                         "folds": None, "holdout": None, "label": "validation auc"}
     assert headline_metric(_run({})) is None
 
 
