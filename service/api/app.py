@@ -46,11 +46,11 @@ def create_app(settings: Settings | None = None, *, registry: Registry | None = 
             services.close()
 
     app = FastAPI(title="agentml", version="0.1.0", description=DESCRIPTION, openapi_tags=TAGS, lifespan=lifespan,
-                  docs_url=None, redoc_url=None)  # /docs: served offline by install_docs
+                  docs_url=None, redoc_url=None)  # served offline by install_docs
     app.state.services = services
     errors.install(app)
     for module in (health, plans, runs, tracker, meta, dashboard):
         app.include_router(module.router)
-    install_docs(app)  # before /static: its assets live under /static/swagger
+    install_docs(app)  # before /static: its assets live under /static/docs
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
