@@ -182,8 +182,6 @@ def _runs_list_and_audit(page: Page, base_url: str, run_id: str) -> None:
     page.fill("#runs-q", "no run has these words")
     page.click("#runs-filter button[type=submit]")
     expect(page.locator("#runs tr.empty")).to_contain_text("No runs match")
-    page.goto(f"{base_url}/docs")
-    expect(page.locator(".swagger-ui .info .title")).to_contain_text("agentml")  # Swagger UI from our own files
     expect(page.locator("header nav")).not_to_contain_text("Audit log")  # ann is no admin
     page.click("#logout")
     log_in(page, base_url, "ada")
@@ -191,3 +189,5 @@ def _runs_list_and_audit(page: Page, base_url: str, run_id: str) -> None:
     expect(page.locator("#audit tbody tr.v-allowed").first).to_be_visible()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard-audit.png"))
+    page.goto(f"{base_url}/docs")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("agentml")  # Swagger UI from our own files
