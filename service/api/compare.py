@@ -106,7 +106,7 @@ def _floats(values: Any) -> dict[str, float]:
 def side(run: RunResult, children: Sequence[RunResult]) -> RunSide:
     """What `run` (with the runs its session started) brings to a comparison."""
     session = [run, *children]
-    model = next((o["model"] for o in _outputs(session, *MODEL_SKILLS) if isinstance(o.get("model"), Mapping)), {})
+    model: Mapping[str, Any] = next((o["model"] for o in _outputs(session, *MODEL_SKILLS) if isinstance(o.get("model"), Mapping)), {})
     evaluate = next(iter(_outputs(session, "evaluate")), {})
     explain = next(iter(_outputs(session, "explain")), {})
     tune = next(iter(_outputs(session, "tune")), {})

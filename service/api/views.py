@@ -71,10 +71,16 @@ def _evaluated(outputs: Mapping[str, Any], summary: Mapping[str, Any]) -> Metric
     return labelled(name, holdout, "holdout") if holdout is not None else None
 
 
+def session_summary(run: RunResult) -> Mapping[str, Any]:
+    """The session summary (result.json's document) a session's first run keeps, or {}."""
+    found = run.result.get("summary")
+    return found if isinstance(found, Mapping) else {}
+
+
 def headline_metric(run: RunResult) -> Metric | None:
     """The latest evaluate step's cross-validated metric (its holdout value beside it), else the session summary's,
     else the latest model's validation metric, else None."""
-    summary = run.result.get("summary") if isinstance(run.result.get("summary"), Mapping) else {}
+    summary = session_summary(run)
     for outputs in _succeeded(run, "evaluate"):
         metric = _evaluated(outputs, summary)
         if metric is not None:
@@ -103,7 +109,7 @@ def _eta(params: Mapping[str, Any]) -> float | None:
 
 def facts(run: RunResult) -> RunFacts:
     """The runs-table columns of `run`: task, target, rows, rounds and learning rate of the final model, wall time."""
-    summary = run.result.get("summary") if isinstance(run.result.get("summary"), Mapping) else {}
+    summary = session_summary(run)
     model = final_model(run)
     rows = summary.get("rows")
     wall = _number(summary.get("elapsed_s")) or (
