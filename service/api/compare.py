@@ -106,7 +106,8 @@ def _floats(values: Any) -> dict[str, float]:
 def side(run: RunResult, children: Sequence[RunResult]) -> RunSide:
     """What `run` (with the runs its session started) brings to a comparison."""
     session = [run, *children]
-    model: Mapping[str, Any] = next((o["model"] for o in _outputs(session, *MODEL_SKILLS) if isinstance(o.get("model"), Mapping)), {})
+    models = [o["model"] for o in _outputs(session, *MODEL_SKILLS) if isinstance(o.get("model"), Mapping)]
+    model: Mapping[str, Any] = models[0] if models else {}
     evaluate = next(iter(_outputs(session, "evaluate")), {})
     explain = next(iter(_outputs(session, "explain")), {})
     tune = next(iter(_outputs(session, "tune")), {})
