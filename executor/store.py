@@ -42,6 +42,7 @@ from executor.owner import current_owner, owner_is_dead
 from skills.runs import FINISHED_RUN, RunEvent, RunResult, RunStatus, StepResult, StepStatus
 
 if TYPE_CHECKING:
+    from executor.query import RunPage, RunQuery
     from governance import Principal
     from skills.plan import Plan
 
@@ -267,6 +268,32 @@ class RunStore:
             rows = conn.execute(query).mappings().all()
             by_run = self._steps(conn, [r["id"] for r in rows])
         return [self._run_result(r, by_run.get(r["id"], [])) for r in rows]
+
+    def query_runs(self, query: RunQuery) -> RunPage:
+        """One page of the runs `query` matches, in its order (ties: newest first), and how many match in all."""
+        from executor.query import RunPage, conditions, sort_column
+
+        where = conditions(query)
+        key = sort_column(query.sort)
+        order = (key.desc() if query.descending else key.asc()).nulls_last()
+        select_page = (select(runs).where(*where).order_by(order, runs.c.created.desc(), runs.c.id)
+                       .limit(query.limit).offset(query.offset))
+        with self._read() as conn:
+            total = conn.execute(select(func.count()).select_from(runs).where(*where)).scalar_one()
+            rows = conn.execute(select_page).mappings().all()
+            by_run = self._steps(conn, [r["id"] for r in rows])
+        return RunPage([self._run_result(r, by_run.get(r["id"], [])) for r in rows], int(total))
+
+    def get_runs(self, run_ids: Iterable[str]) -> list[RunResult]:
+        """The runs of these ids that exist, in the order given (unknown ids are left out)."""
+        wanted = list(dict.fromkeys(run_ids))
+        if not wanted:
+            return []
+        with self._read() as conn:
+            rows = conn.execute(select(runs).where(runs.c.id.in_(wanted))).mappings().all()
+            by_run = self._steps(conn, [r["id"] for r in rows])
+        found = {r["id"]: self._run_result(r, by_run.get(r["id"], [])) for r in rows}
+        return [found[i] for i in wanted if i in found]
 
     @staticmethod
     def _steps(conn: Connection, run_ids: list[str]) -> dict[str, list[StepResult]]:

@@ -13,6 +13,7 @@ finds its own, in its environment (the Helm chart's Secret) or its cloud identit
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -131,6 +132,27 @@ class ArtifactStore:
         """The pyarrow filesystem and path of a key or URI inside this store, for readers that stream a table in
         batches (Ray Data's `read_parquet`) instead of `get_table`."""
         return self._fs, self._path(key_or_uri)
+
+    def listing(self, prefix: str) -> list[tuple[str, int]]:
+        """Every file under the key `prefix` (a run's folder) as (key relative to `prefix`, size in bytes), sorted;
+        empty when there is none."""
+        base = self._path(prefix).rstrip("/")
+        try:
+            infos = self._fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted((i.path[len(base) + 1:], int(i.size or 0)) for i in infos if i.type == pafs.FileType.File)
+
+    def size(self, key_or_uri: str) -> int | None:
+        """The size of a stored file in bytes, or None when there is no such file."""
+        info = self._fs.get_file_info(self._path(key_or_uri))
+        return int(info.size or 0) if info.type == pafs.FileType.File else None
+
+    def chunks(self, key_or_uri: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """A stored file's bytes in chunks (a download that does not hold a large table in memory)."""
+        with self._fs.open_input_stream(self._path(key_or_uri)) as f:
+            while chunk := f.read(chunk_size):
+                yield chunk
 
     def exists(self, key_or_uri: str) -> bool:
         return self._fs.get_file_info(self._path(key_or_uri)).type != pafs.FileType.NotFound

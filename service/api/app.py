@@ -9,7 +9,8 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from service.api import errors
-from service.api.routes import dashboard, health, meta, plans, runs, scoring
+from service.api.docs import install_docs
+from service.api.routes import dashboard, health, meta, plans, runs, scoring, tracker
 from service.api.services import Services
 from service.settings import Settings
 from skills.registry import Registry
@@ -44,10 +45,12 @@ def create_app(settings: Settings | None = None, *, registry: Registry | None = 
         finally:
             services.close()
 
-    app = FastAPI(title="agentml", version="0.1.0", description=DESCRIPTION, openapi_tags=TAGS, lifespan=lifespan)
+    app = FastAPI(title="agentml", version="0.1.0", description=DESCRIPTION, openapi_tags=TAGS, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)  # served offline by install_docs
     app.state.services = services
     errors.install(app)
-    for module in (health, plans, runs, scoring, meta, dashboard):
+    for module in (health, plans, runs, scoring, tracker, meta, dashboard):
         app.include_router(module.router)
+    install_docs(app)  # before /static: its assets live under /static/docs
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

@@ -92,15 +92,30 @@ class RunCreated(BaseModel):
     links: Links
 
 
+MetricProtocol = Literal["cross-validated", "holdout", "validation"]
+
+
 class Metric(BaseModel):
-    """The run's headline metric (cross-validated when an evaluate step ran), how it was measured, and the same
-    metric on the validation rows that tuned the model (optimistic: shown beside, never as the headline)."""
+    """The run's headline metric, named for what it is: cross-validated when an evaluate step ran (with the same
+    metric on the holdout rows beside it), else the model's validation metric."""
 
     name: str
     value: float
-    protocol: str | None = None
-    validation: float | None = None
-    validation_protocol: str | None = None
+    protocol: MetricProtocol = "validation"
+    folds: int | None = Field(default=None, description="cross-validation folds (protocol cross-validated)")
+    holdout: float | None = Field(default=None, description="the same metric on the held-out validation rows")
+    label: str = Field(default="", description='what the value is, e.g. "cross-validated auc (5-fold)"')
+
+
+class RunFacts(BaseModel):
+    """The columns of the runs table besides the headline metric: the final model and what it cost."""
+
+    task: str | None = None
+    target: str | None = None
+    rows: int | None = Field(default=None, description="rows the final model was trained and cross-validated on")
+    rounds: int | None = Field(default=None, description="boosting rounds of the final model")
+    eta: float | None = Field(default=None, description="learning rate of the final model")
+    wall_s: float | None = Field(default=None, description="seconds from start to end (the whole session)")
 
 
 class JobView(BaseModel):
@@ -128,6 +143,9 @@ class RunSummary(BaseModel):
     error: str | None = None
     hint: str | None = None
     part_of: str | None = Field(default=None, description="the run whose OODA loop started this one")
+    facts: RunFacts = Field(default_factory=RunFacts)
+    children: list[str] = Field(default_factory=list, description="the runs this run's session started (OODA "
+                                "iterations, final report), oldest first")
 
 
 class StepView(BaseModel):
@@ -157,9 +175,12 @@ class RunDetail(RunSummary):
 
 
 class RunList(BaseModel):
-    """Runs, newest first."""
+    """One page of runs in the order asked for (default: newest first), and how many match in all."""
 
     runs: list[RunSummary]
+    total: int | None = Field(default=None, description="runs matching the filters (all pages)")
+    limit: int | None = None
+    offset: int = 0
 
 
 class EventList(BaseModel):

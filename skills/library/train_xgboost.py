@@ -96,7 +96,8 @@ def progress_sink(ctx: SkillContext) -> Any:
                          total=event.total, unit="rounds", restarted_from=event.restarted_from)
             return
         ctx.progress(f"round {event.rounds}/{event.total}", done=event.rounds, total=event.total, unit="rounds",
-                     best=event.best, best_iteration=event.best_iteration)
+                     best=event.best, best_iteration=event.best_iteration, metric=event.metric,
+                     points=[[r, v] for r, v in event.points])  # the validation curve since the last report
 
     return sink
 

@@ -5,24 +5,31 @@ through the JSON API with the bearer header, from static/app.js. No inline scrip
 """
 from __future__ import annotations
 
+import functools
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
 
 from executor import RunResult
+from service.api import tracker
 from service.api.auth import ApiUser
+from service.api.compare import compare, curves_svg, importance_svg, parse_ids
 from service.api.dag import dag_svg
 from service.api.deps import TOKEN_COOKIE, RunId, ServicesDep
 from service.api.errors import ApiError
 from service.api.panels import panels
 from service.api.runner import FINISHED
 from service.api.services import Services, is_job_address
-from service.api.views import detail, summaries
+from service.api.tracker import RunsQuery
+from service.api.views import detail
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent.parent / "templates"))
 PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
@@ -81,8 +88,28 @@ def runs_page(request: Request, services: ServicesDep) -> Response:
     user = _user(request, services)
     if user is None:
         return _login(request)
-    runs = services.store.list_runs(None if user.admin else user.user, limit=200)
-    return _render(request, "runs.html", user=user, runs=summaries(runs))
+    try:
+        query = RunsQuery.model_validate({"group": True, "limit": 25, **_filled(request.query_params)})
+        page = tracker.runs_page(services.store, user, query)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return _error(request, user, ApiError(400, "bad_request", f"this runs list cannot be shown: {problems}",
+                                              hint="fix the address, or start again from the runs list"))
+    except ApiError as exc:
+        return _error(request, user, exc)
+    return _render(request, "runs.html", user=user, page=page, link=functools.partial(_page_link, query))
+
+
+def _filled(params: Mapping[str, str]) -> dict[str, str]:
+    """The query string without empty fields (an empty filter box means: no filter)."""
+    return {k: v for k, v in params.items() if v != ""}
+
+
+def _page_link(query: RunsQuery, **changes: Any) -> str:
+    """The runs page's address for `query` with some fields changed (defaults left out)."""
+    values = query.model_copy(update=changes).model_dump(exclude_defaults=True, exclude={"group"})
+    values.pop("limit", None)
+    return "/?" + urlencode(values) if values else "/"
 
 
 def _visible(services: Services, user: ApiUser, run_id: str) -> RunResult:
@@ -125,6 +152,20 @@ def run_panels(request: Request, run_id: RunId, services: ServicesDep) -> Respon
     if isinstance(found, Response):
         return found
     return _render(request, "panels.html", panels=panels(found[1]))
+
+
+@router.get("/compare", response_class=HTMLResponse)
+def compare_page(request: Request, services: ServicesDep) -> Response:
+    """Runs side by side (`?runs=a,b,c`): metrics, parameters, learning curves, importance."""
+    user = _user(request, services)
+    if user is None:
+        return _login(request)
+    try:
+        found = compare(services.store, user, parse_ids(request.query_params.get("runs", "")))
+    except ApiError as exc:
+        return _error(request, user, exc)
+    return _render(request, "compare.html", user=user, cmp=found, curves=curves_svg(found),
+                   importance=importance_svg(found))
 
 
 @router.get("/audit", response_class=HTMLResponse)

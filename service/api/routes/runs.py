@@ -11,11 +11,10 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from sse_starlette import EventSourceResponse
 
-from executor import RunResult, RunStatus, RunStore
+from executor import RunResult, RunStore
 from service.api.deps import RunDep, ServicesDep, UserDep
 from service.api.errors import ERROR_RESPONSES, ApiError, ErrorBody
 from service.api.models import (
-    TEXT,
     EventList,
     RunCreated,
     RunDetail,
@@ -25,7 +24,8 @@ from service.api.models import (
 )
 from service.api.planning import check_plan, make_plan
 from service.api.runner import FINISHED
-from service.api.views import detail, links, summaries, summary
+from service.api.tracker import RunsQuery, runs_page
+from service.api.views import detail, links, summary
 from service.compute import runtime_settings
 from service.results import SessionSummary
 
@@ -57,15 +57,11 @@ def create_run(body: RunRequest, user: UserDep, services: ServicesDep) -> RunCre
     return RunCreated(id=run_id, status="queued", links=links(run_id))
 
 
-@router.get("", response_model=RunList, summary="Runs, newest first (yours; admins: everyone's)")
-def list_runs(user: UserDep, services: ServicesDep,
-              owner: Annotated[str | None, Query(alias="user", min_length=1, max_length=200, pattern=TEXT,
-                                                 description="only this user's runs (admins)")] = None,
-              status: RunStatus | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 100) -> RunList:
-    if owner is not None and not user.may_see(owner):
-        raise ApiError(403, "forbidden", "only admins may list another user's runs", hint="leave `user` out")
-    who = owner if user.admin else user.user
-    return RunList(runs=summaries(services.store.list_runs(who, status=status, limit=limit)))
+@router.get("", response_model=RunList, summary="Runs: filter, search, sort, page (yours; admins: everyone's)")
+def list_runs(user: UserDep, services: ServicesDep, query: Annotated[RunsQuery, Query()]) -> RunList:
+    """Newest first by default; `sort`/`order` by a column or the cross-validated metric, `status`/`task`/`q` to
+    filter, `limit`/`offset` to page (`total` says how many match)."""
+    return runs_page(services.store, user, query).as_list()
 
 
 @router.get("/{run_id}", response_model=RunDetail, summary="A run: status per step, metrics, outputs, Ray job")

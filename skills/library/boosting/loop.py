@@ -10,7 +10,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,9 @@ import xgboost as xgb
 from skills.errors import SkillError
 from skills.library.boosting.data import VALID, TrainingData
 from skills.library.boosting.params import mode_of, primary_metric
+
+MAX_POINTS = 100  # per progress report
+LIVE_EVERY_S = 2.0  # a progress report at least this often while rounds run (besides every N rounds)
 
 
 def report_every(num_rounds: int, reports: int = 10) -> int:
@@ -45,6 +48,9 @@ class Event:
     best_iteration: int
     final: bool = False
     restarted_from: int | None = None
+    metric: str = ""
+    points: list[tuple[int, float]] = field(default_factory=list)  # (round, value) since the previous report
+
 
     def metrics(self, key: str) -> dict[str, float | int]:
         """The dict reported to Ray Train / Tune: rounds as time attribute, best-so-far metric under `key`."""
@@ -52,6 +58,15 @@ class Event:
 
 
 Sink = Callable[[Event], None]
+
+
+def thin(points: Sequence[tuple[int, float]], most: int = MAX_POINTS) -> list[tuple[int, float]]:
+    """At most `most` of `points`, evenly spread, the last one kept (a live chart needs the shape, not each round)."""
+    if len(points) <= most:
+        return list(points)
+    step = len(points) / most
+    picked = [points[int(i * step)] for i in range(most - 1)]
+    return [*picked, points[-1]]
 
 
 def ignore_event(_: Event) -> None:
@@ -66,12 +81,16 @@ class Monitor(xgb.callback.TrainingCallback):
 
     def __init__(self, metric: str, total: int, *, patience: int = 0, every: int = 10,
                  sink: Sink = ignore_event, history: Mapping[str, list[float]] | None = None,
-                 seconds: float = 0.0) -> None:
+                 seconds: float = 0.0, every_s: float | None = None) -> None:
+        """`every_s`: also report once that many seconds passed since the last report (a live chart during slow
+        rounds); None for sinks whose reports must come every `every` rounds exactly (Tune's ASHA)."""
         self.metric, self.total, self.patience, self.every, self.sink = metric, total, patience, every, sink
+        self.every_s = every_s
         self.history: dict[str, list[float]] = {k: list(v) for k, v in (history or {}).items()}
         self.stopped_early = False
         self.seconds = seconds  # wall time of the boosting rounds alone (before a restart too)
         self._carried, self._started = seconds, time.perf_counter()
+        self._reported_at, self._reported_rounds = self._started, self.rounds
 
     @property
     def rounds(self) -> int:
@@ -99,8 +118,13 @@ class Monitor(xgb.callback.TrainingCallback):
             self.history.setdefault(name, []).append(float(values[-1]))
         self.stopped_early = self.should_stop()
         final = self.stopped_early or self.rounds >= self.total
-        if final or self.rounds % self.every == 0:
-            self.sink(self.event(final=final))
+        now = time.perf_counter()
+        late = self.every_s is not None and now - self._reported_at >= self.every_s
+        if final or late or self.rounds % self.every == 0:
+            values = self.history.get(self.metric, [])
+            new = [(i + 1, values[i]) for i in range(self._reported_rounds, len(values))]
+            self.sink(replace(self.event(final=final), metric=self.metric, points=thin(new)))
+            self._reported_at, self._reported_rounds = now, self.rounds
         return self.stopped_early
 
 
@@ -159,11 +183,12 @@ def boost_plain(params: Mapping[str, Any], dtrain: xgb.DMatrix, num_rounds: int)
 
 
 def fit_local(prep: TrainingData, params: Mapping[str, Any], num_rounds: int, *, patience: int, every: int,
-              sink: Sink = ignore_event, callbacks: Sequence[xgb.callback.TrainingCallback] = ()) -> FitResult:
+              sink: Sink = ignore_event, callbacks: Sequence[xgb.callback.TrainingCallback] = (),
+              every_s: float | None = LIVE_EVERY_S) -> FitResult:
     """Train in this process with plain xgboost.train (same params, split and metrics as on Ray)."""
     metric = primary_metric(prep.task, prep.classes)
     dtrain, dvalid = prep.dmatrices(params)
-    monitor = Monitor(metric, num_rounds, patience=patience, every=every, sink=sink)
+    monitor = Monitor(metric, num_rounds, patience=patience, every=every, sink=sink, every_s=every_s)
     booster = boost(params, dtrain, dvalid, monitor, callbacks=callbacks)
     return FitResult(booster, monitor.history, metric, monitor.stopped_early, seconds=monitor.seconds)
 

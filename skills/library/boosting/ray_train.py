@@ -20,7 +20,7 @@ from skills.frame import build_frame
 from skills.library.boosting.checkpoints import CheckpointReporter, restore, world_rank
 from skills.library.boosting.compute import Compute
 from skills.library.boosting.data import PARTS, VALID, TrainingData
-from skills.library.boosting.loop import Event, FitResult, Monitor, Sink, boost, ignore_event
+from skills.library.boosting.loop import LIVE_EVERY_S, Event, FitResult, Monitor, Sink, boost, ignore_event
 from skills.library.boosting.params import metric_key, primary_metric
 from skills.library.boosting.relay import relayed_progress
 from skills.types import Task
@@ -96,7 +96,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     restarts = [*state.get("restarts", []), *([booster.num_boosted_rounds()] if booster is not None else [])]
     sink = _relay_sink(job.relay)
     monitor = Monitor(primary_metric(job.task, job.classes), job.num_rounds, patience=job.patience, every=job.every,
-                      sink=sink, history=state.get("history"), seconds=float(state.get("seconds") or 0.0))
+                      sink=sink, history=state.get("history"), seconds=float(state.get("seconds") or 0.0),
+                      every_s=LIVE_EVERY_S)  # progress only: checkpoints keep their own every-N cadence
     if booster is not None:
         sink(replace(monitor.event(), restarted_from=booster.num_boosted_rounds()))
     reporter = CheckpointReporter(monitor, metric_key(job.task, job.classes), job.every, checkpoint=job.checkpoint,

@@ -109,14 +109,18 @@ EVALUATED = {"metric_name": "auc", "metric_value": 0.83, "protocol": "5-fold str
 def test_headline_metric_is_the_cross_validated_one_with_the_validation_number_beside_it() -> None:
     steps = {"train": StepResult(id="train", skill="train_xgboost", status="succeeded", outputs={"metrics": {
                  "logloss": 0.4, "auc": 0.81}}),
-             "evaluate": StepResult(id="evaluate", skill="evaluate", status="succeeded", outputs=EVALUATED)}
-    assert headline_metric(_run(steps)).model_dump() == {
-        "name": "auc", "value": 0.83, "protocol": "5-fold stratified CV, seed 0", "validation": 0.89,
-        "validation_protocol": "validation (used for tuning)"}
-    del steps["evaluate"]  # only the training step's metrics: on its validation rows, and named so
-    assert headline_metric(_run(steps)).model_dump() == {
-        "name": "auc", "value": 0.81, "protocol": "validation (used for tuning)", "validation": None,
-        "validation_protocol": None}
+             "evaluate": StepResult(id="evaluate", skill="evaluate", status="succeeded",
+                                    outputs={"metric_name": "auc", "metric_value": 0.83})}
+    assert headline_metric(_run(steps)).model_dump() == {"name": "auc", "value": 0.83, "protocol": "holdout",
+                                                         "folds": None, "holdout": None, "label": "holdout auc"}
+    steps["evaluate"].outputs.update(metrics={"auc": 0.83}, cv_metrics={"auc": 0.85}, cv_folds=[{}] * 5)
+    metric = headline_metric(_run(steps))  # the cross-validated value, named so, with the holdout beside it
+    assert (metric.value, metric.holdout, metric.label) == (0.85, 0.83, "cross-validated auc (5-fold)")
+    final = headline_metric(_run(steps, {"summary": {"metric_name": "auc", "metric_value": 0.87}}))
+    assert (final.value, final.holdout) == (0.87, None)  # the OODA loop's final model: no holdout of another model
+    del steps["evaluate"]
+    assert headline_metric(_run(steps)).model_dump() == {"name": "auc", "value": 0.81, "protocol": "validation",
+                                                         "folds": None, "holdout": None, "label": "validation auc"}
     assert headline_metric(_run({})) is None
 
 
@@ -131,8 +135,8 @@ def test_the_run_page_headline_is_the_cross_validated_number(tmp_path: Path) -> 
     html = env.get_template("run.html").render(run=detail(_run(steps), None), finished=True, dag="", panels=[],
                                                request=None, user=None, ray_dashboard=None)
     head = re.search(r'<dd id="run-metric">(.*?)</dd>', html, re.S).group(1)
-    assert head.startswith("auc 0.8300 (5-fold stratified CV, seed 0)")
-    assert "validation (used for tuning) 0.8900" in head and "held-out" not in html
+    assert re.sub(r"<[^>]+>", "", head).startswith("cross-validated auc (5-fold) 0.8300")
+    assert "(validation, used for tuning: 0.8900)" in head and "held-out" not in html
 
 
 def test_an_unexpected_error_is_a_500_without_a_stack_trace(caplog: pytest.LogCaptureFixture) -> None:
