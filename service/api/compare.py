@@ -38,7 +38,8 @@ class RunSide(BaseModel):
     run: RunSummary
     params: dict[str, Any] = Field(default_factory=dict, description="the final model's xgboost parameters, its "
                                    "rounds, best round and feature count")
-    metrics: dict[str, float] = Field(default_factory=dict, description="the final model's metrics on its validation rows (used for tuning)")
+    metrics: dict[str, float] = Field(default_factory=dict, description="the final model's metrics on its"
+                                      " validation rows (used for tuning)")
     cv_metrics: dict[str, float] = Field(default_factory=dict, description="mean cross-validated metrics")
     curve_metric: str | None = None
     curve: list[float] = Field(default_factory=list, description="the final model's validation metric per round")
