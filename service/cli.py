@@ -75,7 +75,7 @@ def _translate(exc: Exception) -> CliError:
         return exc
     if isinstance(exc, AgentmlError):
         code, prefix = EXIT_CODES[exc.category]
-        return CliError(code, prefix + exc.text(), exc.hint)
+        return CliError(code, prefix + exc.text(), getattr(exc, "cli_hint", None) or exc.hint)
     return _internal(exc)
 
 
