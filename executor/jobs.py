@@ -176,8 +176,10 @@ class RayJobs:
         """The job's state, or None when Ray does not know this job."""
         try:
             details = self.client().get_job_info(job_id)
-        except RuntimeError as exc:  # the client raises RuntimeError for an unknown job (HTTP 404)
-            if "does not exist" in str(exc) or "404" in str(exc):
+        except ExecutionError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - RuntimeError for an unknown job (HTTP 404); connection errors
+            if isinstance(exc, RuntimeError) and ("does not exist" in str(exc) or "404" in str(exc)):
                 return None
             raise ExecutionError(f"cannot read job {job_id}: {_reason(exc)}", hint="is the Ray head healthy?") from None
         status: JobState = details.status.value  # Ray's JobStatus values are exactly JobState's
@@ -187,7 +189,9 @@ class RayJobs:
         """The job driver's stdout and stderr."""
         try:
             return str(self.client().get_job_logs(job_id))
-        except RuntimeError as exc:
+        except ExecutionError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - an unknown job (RuntimeError), a head that does not answer
             raise ExecutionError(f"no logs for job {job_id}: {_reason(exc)}",
                                  hint="Ray keeps logs only while the job's record exists") from None
 
@@ -195,7 +199,9 @@ class RayJobs:
         """Ask Ray to stop the job (SIGTERM, then SIGKILL); False when it had already ended."""
         try:
             return bool(self.client().stop_job(job_id))
-        except RuntimeError as exc:
+        except ExecutionError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - an unknown job (RuntimeError), a head that does not answer
             raise ExecutionError(f"cannot stop job {job_id}: {_reason(exc)}", hint="is the Ray head healthy?") from None
 
     def ping(self) -> None:

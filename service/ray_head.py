@@ -236,9 +236,9 @@ def guard(parent: int, marker: str, command: Sequence[str], poll_s: float = 0.5)
         while head.poll() is None and _alive(parent) and not stop.wait(poll_s):
             pass
     if head.poll() is None:
-        head.send_signal(signal.SIGTERM)  # `ray start --block` exits; its subprocesses share its fate
+        head.send_signal(signal.SIGTERM)  # `ray start --block` stops its processes; they also share its fate
         try:
-            head.wait(15)
+            head.wait(5)
         except subprocess.TimeoutExpired:
             head.kill()
             head.wait(10)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from api_support import Api, quick_plan, slow_plan, small_plan, wait_for
+from api_support import Api, auth, quick_plan, slow_plan, small_plan, wait_for
 from fastapi.testclient import TestClient
 
 from service.api import create_app
@@ -23,20 +23,21 @@ def test_an_absurd_last_event_id_is_a_400_not_a_500(api_for: Callable[..., Api],
     api = api_for(_sqlite(tmp_path))
     run_id = api.post("/v1/runs", json={"plan": quick_plan()}).json()["id"]
     api.wait(run_id)
-    reply = api.get(f"/v1/runs/{run_id}/events", params={"stream": "false"},
-                    headers={"Last-Event-ID": "99999999999999999999"})
+    reply = api.client.get(f"/v1/runs/{run_id}/events", params={"stream": "false"},
+                           headers={**auth("ann"), "Last-Event-ID": "99999999999999999999"})
     assert reply.status_code == 400, reply.text
     error = reply.json()["error"]
     assert "Last-Event-ID" in error["message"] and "2147483647" in error["message"] and error["hint"]
-    ok = api.get(f"/v1/runs/{run_id}/events", params={"stream": "false"}, headers={"Last-Event-ID": "2"})
+    ok = api.client.get(f"/v1/runs/{run_id}/events", params={"stream": "false"},
+                        headers={**auth("ann"), "Last-Event-ID": "2"})
     assert ok.status_code == 200 and ok.json()["events"][0]["seq"] == 3
 
 
 def test_a_failed_run_counts_only_the_steps_that_succeeded(api_for: Callable[..., Api], tmp_path: Path) -> None:
     api = api_for(_sqlite(tmp_path))
     plan = {"goal": "breaks", "steps": [
-        {"id": "data", "skill": "query", "inputs": {"sql": "SELECT CAST(name AS INTEGER) AS n FROM customers"}},
-        {"id": "report", "skill": "report", "inputs": {"title": "never"}}]}
+        {"id": "data", "skill": "query", "inputs": {"sql": "SELECT CAST(contract AS INTEGER) AS n FROM customers"}},
+        {"id": "train", "skill": "train_xgboost", "inputs": {"table": {"$ref": "data.table"}, "target": "n"}}]}
     run = api.wait(api.post("/v1/runs", json={"plan": plan}).json()["id"])
     assert run["status"] == "failed", run
     assert [s["status"] for s in run["steps"]] == ["failed", "skipped"]
@@ -86,7 +87,7 @@ def test_resume_runs_only_the_unfinished_steps(api_for: Callable[..., Api], tmp_
     assert after["status"] == "succeeded" and after["steps_done"] == after["steps_total"], after
     assert {s["id"]: s["finished"] for s in after["steps"] if s["id"] in kept} == kept  # not run again
     events = api.get(f"/v1/runs/{run_id}/events", params={"stream": "false"}).json()["events"]
-    assert sorted(e["step"] for e in events if e["data"].get("reused")) == sorted(kept)
+    assert sorted(e["step"] for e in events if e["kind"] == "step" and e["data"].get("reused")) == sorted(kept)
     assert api.post(f"/v1/runs/{run_id}/resume").status_code == 409  # it succeeded
 
 
