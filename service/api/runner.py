@@ -20,11 +20,22 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol, get_args
 
-from executor import ExecutionError, JobConfig, JobInfo, RayJobs, RunResult, RunStatus, RunStore, job_id_for
+from executor import (
+    ExecutionError,
+    JobConfig,
+    JobInfo,
+    RayJobs,
+    RunResult,
+    RunStatus,
+    RunStore,
+    ensure_ray,
+    job_id_for,
+)
 from governance import Principal
 from service.api.clusters import Cluster
 from service.api.errors import ApiError
@@ -37,6 +48,7 @@ if TYPE_CHECKING:
     from skills.registry import Registry
 
 log = logging.getLogger("agentml.api.runner")
+_RAY_OWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentml-ray-owner")  # lives as long as the API
 FINISHED: frozenset[str] = frozenset(get_args(RunStatus)) - {"queued", "running"}
 CANCEL_EVENT = "cancel_requested"
 
@@ -159,6 +171,10 @@ class LocalRunner:
     def _execute(self, run_id: str, cancel: threading.Event, iterations: int) -> None:
         record = self.store.get_run(run_id)
         plan = Plan.model_validate(record.plan)
+        if any(s.skill in self.registry and self.registry.get(s.skill).uses_ray for s in plan.steps):
+            # Ray's processes die with the *thread* that started them (kernel fate sharing): start it from a thread
+            # that lives as long as the API, not from this run's thread, or the next run finds it dead
+            _RAY_OWNER.submit(ensure_ray, self.ray_address).result()
         principal = Principal.model_validate(record.principal or {"user": record.user})
         env = SessionEnv(principal, self._engine(), self.artifacts, self.store, registry=self.registry,
                          ray_address=self.ray_address, cancel=cancel)
