@@ -148,8 +148,10 @@ class LocalRunner:
     def submit(self, run_id: str, *, iterations: int = 0, attempt: int = 0) -> None:
         thread = threading.Thread(target=self._run, args=(run_id, iterations), name=f"agentml-run-{run_id}",
                                   daemon=True)  # a killed API must not wait for its runs: restart marks them
+        # a resumed run's log already holds the cancel request that stopped it: watch only what comes after now
+        past = self.store.events(run_id)
         with self._lock:
-            self._active[run_id] = _Active(thread)
+            self._active[run_id] = _Active(thread, seen_seq=past[-1].seq if past else 0)
         thread.start()
 
     def _run(self, run_id: str, iterations: int) -> None:

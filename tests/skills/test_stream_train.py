@@ -104,7 +104,8 @@ def test_a_table_in_parts_trains_streaming_on_ray_train(tmp_path, ray_cluster):
     (h, table, model), (_, _, again) = runs
     assert model.metrics["auc"] > 0.8
     assert model.categories["region"] == ["east", "north", "west"]
-    assert model.metrics == again.metrics and model.history == again.history  # the split is deterministic
+    # the split is deterministic (validation rows are scored on workers: batch order may change the last float bit)
+    assert model.metrics == pytest.approx(again.metrics, rel=1e-12) and model.history == again.history
     assert model.metrics["logloss"] == pytest.approx(min(model.history["logloss"]), abs=1e-3)
     assert [e.message for e in h.progress("rows")] == [f"counted {3 * PART_ROWS} rows"]
     # evaluate finds the same validation rows from the split convention written into the booster

@@ -166,14 +166,6 @@ async function refreshPanels(runId) {
 
 // The headline as the server renders it (run.html): the cross-validated number and its protocol, the validation
 // number (the rows that tuned the model) beside it.
-function metricText(m) {
-  if (!m) return "–";
-  let text = `${m.name} ${m.value.toFixed(4)}`;
-  if (m.protocol) text += ` (${m.protocol})`;
-  if (m.validation !== null && m.validation !== undefined) text += ` · ${m.validation_protocol} ${m.validation.toFixed(4)}`;
-  return text;
-}
-
 async function refreshHead(runId) {
   const run = await api("GET", `/v1/runs/${encodeURIComponent(runId)}`);
   setBadge(document.getElementById("run-status"), run.status);

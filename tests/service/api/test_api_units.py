@@ -135,7 +135,7 @@ def test_the_run_page_headline_is_the_cross_validated_number(tmp_path: Path) -> 
     html = env.get_template("run.html").render(run=detail(_run(steps), None), finished=True, dag="", panels=[],
                                                request=None, user=None, ray_dashboard=None)
     head = re.search(r'<dd id="run-metric">(.*?)</dd>', html, re.S).group(1)
-    assert re.sub(r"<[^>]+>", "", head).startswith("cross-validated auc (5-fold) 0.8300")
+    assert re.sub(r"<[^>]+>", "", head).startswith("cross-validated auc 0.8300")
     assert "(validation, used for tuning: 0.8900)" in head and "held-out" not in html
 
 
