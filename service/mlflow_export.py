@@ -68,8 +68,10 @@ class MlflowTarget:
     def shown(self) -> str:
         """The URI without credentials (for messages and records)."""
         parts = urllib.parse.urlsplit(self.uri)
-        return parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl() \
-            if parts.hostname and "@" in parts.netloc else self.uri
+        if "@" not in parts.netloc:
+            return self.uri
+        host = parts.netloc.rsplit("@", 1)[1]
+        return parts._replace(netloc=host).geturl()
 
 
 class ExportError(Exception):

@@ -45,7 +45,14 @@ def job_config(settings: Settings, store_url: str) -> JobConfig:
     return JobConfig(store_url=store_url, warehouse=absolute(settings.warehouse), artifacts=artifacts,
                      artifacts_shared=settings.artifacts_shared,
                      policies=absolute(settings.policies), audit=absolute(audit_path(settings)),
-                     module="service.jobs")  # the run, then the OODA loop when a request asks for iterations
+                     module="service.jobs",  # the run, then the OODA loop when a request asks for iterations
+                     env=mlflow_env(settings))
+
+
+def mlflow_env(settings: Settings) -> dict[str, str]:
+    """The MLflow export settings a job needs in its environment (it reads them with `Settings()`)."""
+    named = {"AGENTML_MLFLOW_URI": settings.mlflow_uri, "AGENTML_MLFLOW_EXPERIMENT": settings.mlflow_experiment}
+    return {k: v for k, v in named.items() if v}
 
 
 def policy_roles(path: Path | None) -> list[str]:

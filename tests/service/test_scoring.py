@@ -132,3 +132,33 @@ def test_unknown_run_and_a_run_without_a_model(trained, tmp_path: Path) -> None:
     report_run = json.loads((out / "result.json").read_text())["run_ids"][-1]  # the final report's run: no model
     proc = agentml("score", report_run, "--run-dir", str(out), *as_analyst(demo), cwd=tmp_path)
     assert proc.returncode == 2 and "has no registered model" in proc.stderr
+
+
+def test_scores_come_from_the_final_model_when_the_loop_replaced_the_first(session, tmp_path: Path) -> None:
+    """When a later training step (the OODA loop's) holds the final model, the plan's `score` step scored with the
+    first one: the session scores the same rows again with the registered final model, as a run of its own."""
+    from executor import RunStore
+    from planner.ooda import step_outputs
+    from service.cli import open_access
+    from service.model_versions import get_version
+    from service.publish import session_scores
+    from service.session import SessionEnv
+    from service.settings import Settings
+    from skills.artifacts import ArtifactStore
+    from skills.plan import Plan
+
+    demo, out, run_id, _, _ = session
+    access = open_access(str(demo.root), demo.policies, "ann", ["analyst"], {"region": "north"},
+                         settings=Settings(_env_file=None))
+    store, artifacts = RunStore(f"sqlite:///{out / 'runs.db'}"), ArtifactStore(out / "artifacts")
+    env = SessionEnv(access.principal, access.engine, artifacts, store, access.registry, backend="ray")
+    first = store.get_run(run_id)
+    plan = Plan.model_validate(json.loads((out / "plan.json").read_text()))
+    outputs = step_outputs(first)
+    retrained = plan.step("train").model_copy(update={"id": "ooda1_train"})  # stands for the loop's retraining
+    plan.steps.insert([s.id for s in plan.steps].index("score") + 1, retrained)
+    outputs["ooda1_train"] = outputs["train"]
+    scored, run = session_scores(env, first, plan, outputs, get_version(artifacts, run_id))
+    assert run is not None and run.status == "succeeded", run and run.error
+    assert scored is not None and scored.run_id == run.id != run_id and scored.table == "customers"
+    assert scored.rows == len(_north_ids(demo)) and scored.uri != outputs["score"]["scores"]["uri"]
