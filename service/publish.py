@@ -106,7 +106,11 @@ def export(env: SessionEnv, target: MlflowTarget, first: RunResult, version: Mod
     from service.model_versions import record_export
     from service.results import SessionSummary
 
-    document = SessionSummary.model_validate(summary).model_dump(mode="json")
+    try:
+        document = SessionSummary.model_validate(summary).model_dump(mode="json")
+    except ValueError:  # the export must not fail the session: MLflow gets the summary as it is
+        log.exception("the summary of run %s does not validate", first.id)
+        document = dict(summary)
     result = export_version(target, env.artifacts, version, trials=trials_of(plan, outputs), summary=document)
     try:
         record_export(env.artifacts, version, result)
