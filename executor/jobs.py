@@ -75,13 +75,15 @@ class JobConfig:
     audit: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     artifacts_shared: bool = False  # the artifacts folder is mounted at the same path on every node
+    python: str = "python"  # the interpreter on the cluster; a local head gets the submitter's own (sys.executable)
+    resources: dict[str, float] = field(default_factory=dict)  # the job's entrypoint_resources (a run slot)
 
     def entrypoint(self, run_id: str, extra: Sequence[str] = ()) -> str:
         """The shell command Ray runs for `run_id`, with `extra` arguments for the entrypoint module (paths are
         quoted; the store URL is not on it)."""
         import shlex
 
-        parts = ["python", "-m", self.module, "run", "--run-id", run_id, "--artifacts", self.artifacts]
+        parts = [self.python, "-m", self.module, "run", "--run-id", run_id, "--artifacts", self.artifacts]
         warehouse = None if self._secret_warehouse else self.warehouse
         for flag, value in (("--warehouse", warehouse), ("--policies", self.policies), ("--audit", self.audit)):
             if value is not None:
@@ -114,9 +116,10 @@ class JobInfo:
         return self.status in FINISHED_JOB
 
 
-def job_id_for(run_id: str) -> str:
-    """The submission id of the job running `run_id` (stable, so a retried submit cannot start a second job)."""
-    return f"{JOB_PREFIX}{run_id}"
+def job_id_for(run_id: str, attempt: int = 0) -> str:
+    """The submission id of the job running `run_id` (stable, so a retried submit cannot start a second job);
+    `attempt` > 0: the job of the attempt-th resume of the run."""
+    return f"{JOB_PREFIX}{run_id}" + (f"-r{attempt}" if attempt else "")
 
 
 class RayJobs:
@@ -142,17 +145,19 @@ class RayJobs:
                                               "that the Ray head is up") from None
             return self._client
 
-    def submit(self, run_id: str, config: JobConfig, *, extra: Sequence[str] = (), retry_s: float = 60.0) -> str:
-        """Submit the job that runs `run_id` (`extra`: arguments for the entrypoint); returns its submission id. A
-        head that is still starting ("no available agent") is retried for up to `retry_s` seconds; the fixed
-        submission id makes a retry safe."""
-        job_id = job_id_for(run_id)
+    def submit(self, run_id: str, config: JobConfig, *, extra: Sequence[str] = (), retry_s: float = 60.0,
+               attempt: int = 0) -> str:
+        """Submit the job that runs `run_id` (`extra`: arguments for the entrypoint; `attempt`: which resume of it);
+        returns its submission id. A head that is still starting ("no available agent") is retried for up to
+        `retry_s` seconds; the fixed submission id makes a retry safe."""
+        job_id = job_id_for(run_id, attempt)
         deadline, delay, tries = time.monotonic() + retry_s, 0.5, 0
         while True:
             tries += 1
             try:
                 self.client().submit_job(entrypoint=config.entrypoint(run_id, extra), submission_id=job_id,
-                                         runtime_env=config.runtime_env(), metadata={"agentml_run": run_id})
+                                         runtime_env=config.runtime_env(), metadata={"agentml_run": run_id},
+                                         entrypoint_resources=config.resources or None)
                 return job_id
             except ExecutionError:
                 raise
@@ -171,8 +176,10 @@ class RayJobs:
         """The job's state, or None when Ray does not know this job."""
         try:
             details = self.client().get_job_info(job_id)
-        except RuntimeError as exc:  # the client raises RuntimeError for an unknown job (HTTP 404)
-            if "does not exist" in str(exc) or "404" in str(exc):
+        except ExecutionError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - RuntimeError for an unknown job (HTTP 404); connection errors
+            if isinstance(exc, RuntimeError) and ("does not exist" in str(exc) or "404" in str(exc)):
                 return None
             raise ExecutionError(f"cannot read job {job_id}: {_reason(exc)}", hint="is the Ray head healthy?") from None
         status: JobState = details.status.value  # Ray's JobStatus values are exactly JobState's
@@ -182,7 +189,9 @@ class RayJobs:
         """The job driver's stdout and stderr."""
         try:
             return str(self.client().get_job_logs(job_id))
-        except RuntimeError as exc:
+        except ExecutionError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - an unknown job (RuntimeError), a head that does not answer
             raise ExecutionError(f"no logs for job {job_id}: {_reason(exc)}",
                                  hint="Ray keeps logs only while the job's record exists") from None
 
@@ -190,7 +199,9 @@ class RayJobs:
         """Ask Ray to stop the job (SIGTERM, then SIGKILL); False when it had already ended."""
         try:
             return bool(self.client().stop_job(job_id))
-        except RuntimeError as exc:
+        except ExecutionError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - an unknown job (RuntimeError), a head that does not answer
             raise ExecutionError(f"cannot stop job {job_id}: {_reason(exc)}", hint="is the Ray head healthy?") from None
 
     def ping(self) -> None:

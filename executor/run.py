@@ -108,8 +108,16 @@ class Execution:
         self.blocked: dict[str, str] = {}  # step -> the failed step that stops it
         self.statuses: dict[str, StepStatus] = {}
 
-    def run(self, order: list[str]) -> RunStatus:
+    def run(self, order: list[str], kept: dict[str, dict[str, Any]] | None = None) -> RunStatus:
+        """Run the steps in `order`; `kept`: outputs of steps an earlier attempt finished (a resumed run), reused
+        as they are."""
         for step_id in order:
+            if kept is not None and step_id in kept:
+                self.outputs[step_id] = kept[step_id]
+                self.statuses[step_id] = "succeeded"
+                self.recorder.event("step", step=step_id, message="kept from an earlier attempt",
+                                    data={"status": "succeeded", "reused": True})
+                continue
             self.statuses[step_id] = self._visit(self.plan.step(step_id))
         return self._run_status()
 
@@ -222,10 +230,17 @@ def run_plan(plan: Plan, principal: Principal, *, engine: Engine, backend: Backe
     except ExecutionError as exc:
         recorder.finish("failed", error=exc.message, hint=exc.hint)
         raise
-    recorder.event("run", message="running", data={"status": "running", "backend": backend, "order": order})
+    kept = finished_outputs(store.get_run(run_id))
+    recorder.event("run", message="running", data={"status": "running", "backend": backend, "order": order,
+                                                   **({"reused": sorted(kept)} if kept else {})})
     env = RunEnv(run_id, principal, engine, artifacts, step_settings)
-    _drive(Execution(plan, specs, env, runner, recorder, cancel), order, recorder)
+    _drive(Execution(plan, specs, env, runner, recorder, cancel), order, recorder, kept)
     return store.get_run(run_id)
+
+
+def finished_outputs(run: RunResult) -> dict[str, dict[str, Any]]:
+    """The outputs of the steps of `run` that succeeded (a resumed run reuses them instead of running them again)."""
+    return {s.id: s.outputs for s in run.steps.values() if s.status == "succeeded" and s.outputs is not None}
 
 
 class CancelWatcher(threading.Thread):
@@ -249,14 +264,14 @@ class CancelWatcher(threading.Thread):
         self.join()
 
 
-def _drive(execution: Execution, order: list[str], recorder: Recorder) -> None:
+def _drive(execution: Execution, order: list[str], recorder: Recorder, kept: dict[str, dict[str, Any]]) -> None:
     """Run the steps and record how the run ended, also when the driver itself is interrupted."""
     watcher = CancelWatcher(recorder.store, recorder.run_id, execution.cancel)
     watcher.start()
     try:
-        status = execution.run(order)
-    except BaseException as exc:  # Ctrl-C or a store failure: the run must not stay "running" forever
-        recorder.store.mark_interrupted([recorder.run_id], reason=f"the driver stopped ({type(exc).__name__})")
+        status = execution.run(order, kept)
+    except BaseException as exc:  # Ctrl-C, SIGTERM or a store failure: the run must not stay "running" forever
+        _stopped(execution, recorder, exc)
         raise
     finally:
         watcher.stop()
@@ -264,6 +279,18 @@ def _drive(execution: Execution, order: list[str], recorder: Recorder) -> None:
         if close is not None:
             close()
     recorder.finish(status, result=execution.summary(), error=_run_error(execution, status))
+
+
+def _stopped(execution: Execution, recorder: Recorder, exc: BaseException) -> None:
+    """The driver itself was stopped: "cancelled" when someone asked for it (a Ray job's stop arrives as SIGTERM,
+    which Ray's driver turns into SystemExit), else "interrupted"; finished steps are kept either way."""
+    store, run_id = recorder.store, recorder.run_id
+    asked = execution.cancel.is_set() or store.cancel_requested(run_id)
+    store.mark_interrupted([run_id], reason=f"the driver stopped ({type(exc).__name__})")
+    if asked:
+        store.update_run(run_id, status="cancelled", error="the run was cancelled",
+                         hint="resume it to finish it; its finished steps are kept")
+        recorder.event("run", message="the run was cancelled", data={"status": "cancelled"})
 
 
 def _run_error(execution: Execution, status: RunStatus) -> str | None:

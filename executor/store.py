@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     create_engine,
+    delete,
     event,
     func,
     insert,
@@ -315,6 +316,47 @@ class RunStore:
         return RunResult(**fields, created=_utc(row["created"]), updated=_utc(row["updated"]),
                          steps={s.id: s for s in step_results})
 
+    def reopen_run(self, run_id: str) -> list[str]:
+        """Queue an ended run again to resume it: its unfinished steps become pending, its succeeded steps (and
+        their outputs) stay as they are and are not run again. Returns the ids of the steps kept."""
+        run = self.get_run(run_id)
+        if run.status not in FINISHED_RUN or run.status == "succeeded":
+            raise ExecutionError(f"run {run_id} is {run.status}: only an interrupted, failed or cancelled run can "
+                                 "be resumed", hint="wait for it to end" if run.status not in FINISHED_RUN
+                                 else "it finished: start a new run instead")
+        kept = [s.id for s in run.steps.values() if s.status == "succeeded"]
+        with self._write() as conn:
+            conn.execute(update(steps).where((steps.c.run_id == run_id) & (steps.c.status != "succeeded")).values(
+                status="pending", started=None, finished=None, outputs=None, error=None, hint=None, error_type=None,
+                traceback=None))
+            conn.execute(update(runs).where(runs.c.id == run_id).values(
+                status="queued", updated=utcnow(), error=None, hint=None, cancel_requested=False,
+                owner=current_owner(), result={}))
+        self.append_event(run_id, "resumed", message=f"resumed: {len(kept)} finished step(s) kept",
+                          data={"kept": kept})
+        return kept
+
+    def delete_run(self, run_id: str) -> None:
+        """Forget a run that never started (its start was refused after it was recorded)."""
+        with self._write() as conn:
+            conn.execute(delete(events).where(events.c.run_id == run_id))
+            conn.execute(delete(steps).where(steps.c.run_id == run_id))
+            conn.execute(delete(runs).where(runs.c.id == run_id))
+
+    def runs_since(self, user: str, since: datetime) -> list[RunResult]:
+        """`user`'s runs created at or after `since`, oldest first (what quotas count)."""
+        query = select(runs).where((runs.c.user == user) & (runs.c.created >= since)).order_by(runs.c.created)
+        with self._read() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [self._run_result(r, []) for r in rows]
+
+    def count_active(self, user: str) -> int:
+        """How many of `user`'s runs are queued or running."""
+        query = select(func.count()).select_from(runs).where(
+            (runs.c.user == user) & runs.c.status.not_in(FINISHED_RUN))
+        with self._read() as conn:
+            return int(conn.execute(query).scalar_one())
+
     def request_cancel(self, run_id: str) -> None:
         """Ask the process running `run_id` (whichever it is) to stop; it notices within a second."""
         self.update_run(run_id, cancel_requested=True)
@@ -371,19 +413,21 @@ class RunStore:
 
     # ---- recovery ---------------------------------------------------------------------------------------------
     def mark_interrupted(self, run_ids: Iterable[str] | None = None, *,
-                         reason: str = "the process running it stopped") -> list[str]:
+                         reason: str = "the process running it stopped", jobs: bool = False) -> list[str]:
         """Mark unfinished runs as interrupted, keeping every finished step; returns their ids.
 
         With `run_ids`, those runs (when unfinished). Without, every queued or running run whose owner process on
-        this host is gone; runs submitted as Ray jobs (job_id set) are left alone, since the job outlives its
-        submitter and its own status is the truth.
+        this host is gone; runs submitted as Ray jobs (job_id set) are left alone unless `jobs` (their cluster died
+        with their submitter: the API's own local head), since a job outlives its submitter and its own status is
+        the truth.
         """
         with self._read() as conn:
             query = select(runs.c.id, runs.c.owner, runs.c.job_id).where(runs.c.status.not_in(FINISHED_RUN))
             if run_ids is not None:
                 query = query.where(runs.c.id.in_(list(run_ids)))
             rows = conn.execute(query).all()
-        chosen = [r.id for r in rows if run_ids is not None or (r.job_id is None and owner_is_dead(r.owner))]
+        chosen = [r.id for r in rows
+                  if run_ids is not None or ((jobs or r.job_id is None) and owner_is_dead(r.owner))]
         for run_id in chosen:
             self._interrupt(run_id, reason)
         return chosen

@@ -380,9 +380,14 @@ def _or_list(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
 
 
-def _ask(question: str, candidates: list[str]) -> PlanError:
-    return PlanError(f"{question} {_or_list(candidates)}?" if candidates else question, candidates=candidates,
-                     hint="Re-run with --target COL." if candidates else "name the column to predict with --target COL")
+def _ask(question: str, lead: str, candidates: list[str]) -> PlanError:
+    """The question to ask: `question` with the candidates as a list (API), `lead` followed by them (terminal)."""
+    return PlanError(question, candidates=candidates,
+                     cli_message=f"{lead} {_or_list(candidates)}?" if candidates else question,
+                     hint="pick one of the candidates as the target" if candidates else
+                     "name the column to predict in the goal, or set the target",
+                     cli_hint="Re-run with --target COL." if candidates else
+                     "name the column to predict with --target COL")
 
 
 def _labels(cands: list[Candidate]) -> list[str]:
@@ -418,11 +423,12 @@ def resolve_target(prompt: str, catalog: Catalog, target: str | None = None) -> 
         tables = [t for t in tables if owns_key(catalog, t)] or tables
         yes_no = [Candidate(t, c, 0.0, "binary") for t in tables for c, ty in catalog[t].items()
                   if binary_like(c, ty) and not is_key_like(c)]
-        raise _ask("Which column should the model predict? Candidates:", _labels(yes_no)[:8]) if yes_no else _ask(
-            "No column in your catalog matches this goal; which column should the model predict?", [])
+        raise _ask("The goal names no column to predict: which column should the model predict?",
+                   "Which column should the model predict? Candidates:", _labels(yes_no)[:8]) if yes_no else _ask(
+            "No column in your catalog matches this goal; which column should the model predict?", "", [])
     best = _prefer_tables([c for c in cands if c.score >= cands[0].score - 0.05], prompt, catalog)
     if len({(c.table, c.column) for c in best}) > 1:
-        raise _ask("Which column is the target:", _labels(best))
+        raise _ask("Which column is the target?", "Which column is the target:", _labels(best))
     return best[0].table, best[0].column
 
 
@@ -437,7 +443,7 @@ def _resolve_named(target: str, catalog: Catalog) -> tuple[str, str]:
     if len(hits) == 1:
         return hits[0]
     if hits:
-        raise _ask("Which table holds the target:", [f"{t}.{c}" for t, c in hits])
+        raise _ask("Which table holds the target?", "Which table holds the target:", [f"{t}.{c}" for t, c in hits])
     every = {c for t in tables for c in catalog[t]}
     close = close_matches(column_part, every)
     raise PlanError(f"column {target!r} is not in your catalog (it does not exist or you may not see it)",

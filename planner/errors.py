@@ -36,16 +36,21 @@ class PlanError(AgentmlError):
     code = "plan_invalid"
 
     def __init__(self, message: str, *, problems: list[PlanProblem] | None = None,
-                 candidates: list[str] | None = None, hint: str | None = None) -> None:
+                 candidates: list[str] | None = None, hint: str | None = None, cli_message: str | None = None,
+                 cli_hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.problems = list(problems or [])
         self.candidates = list(candidates or [])
+        # for a terminal, which has no candidates list to show and whose options are flags (--target COL); the API
+        # and the dashboard answer `message` and `hint`, with the candidates as a list of their own
+        self.cli_message = cli_message
+        self.cli_hint = cli_hint
 
     def details(self) -> list[dict[str, Any]]:
         return [p.model_dump() for p in self.problems]
 
     def text(self) -> str:
-        return "\n".join([self.message, *(f"  - {p.text()}" for p in self.problems)])
+        return "\n".join([self.cli_message or self.message, *(f"  - {p.text()}" for p in self.problems)])
 
     def __str__(self) -> str:
         return self.text() + (f"\nHint: {self.hint}" if self.hint else "")

@@ -93,11 +93,13 @@ def decide_task(intent: Intent, column: str, type_: str) -> Task | None:
     kind = column_kind(type_)
     if intent.task == "regression" and kind in ("text", "boolean"):
         raise PlanError(f"{column} is a {type_} column; a regression needs a numeric target",
-                        candidates=[column], hint="ask for a classifier, or name a numeric column with --target COL")
+                        candidates=[column], hint="ask for a classifier, or name a numeric column as the target",
+                        cli_hint="ask for a classifier, or name a numeric column with --target COL")
     if intent.task == "classification" and kind == "float":
         raise PlanError(f"{column} is a {type_} column; a classifier needs a yes/no or category column",
                         candidates=[column],
-                        hint="ask for a regression, or name a yes/no or category column with --target COL")
+                        hint="ask for a regression, or name a yes/no or category column as the target",
+                        cli_hint="ask for a regression, or name a yes/no or category column with --target COL")
     if intent.task is not None:
         return intent.task
     if kind in ("text", "boolean") or binary_like(column, type_):
@@ -365,6 +367,28 @@ def plan_prompt(prompt: str, *, registry: Registry, catalog: Catalog | None = No
     problems = validate_plan(plan, registry, catalog, budget)
     if problems:
         record_problems(engine.audit if engine is not None else None, principal, plan, problems, source="rules")
+        least = least_rounds(goal, registry, catalog, budget)
+        if least is not None:
+            raise PlanError(f"the budget of {budget.max_boosting_rounds} boosting round(s) is too small for this "
+                            f"model: it needs at least {least}", problems=problems,
+                            hint=f"raise max_boosting_rounds to {least} or more")
         raise PlanError("the rule-based plan does not validate against this skill registry", problems=problems,
                         hint="the installed skills differ from what the planner expects; see the problems")
     return plan
+
+
+def least_rounds(goal: Goal, registry: Registry, catalog: Catalog, budget: Budget) -> int | None:
+    """The fewest boosting rounds with which the plan for `goal` validates, when more rounds than `budget` allows
+    would make it valid; None when rounds are not what is wrong."""
+    def valid(rounds: int) -> bool:
+        room = budget.model_copy(update={"max_boosting_rounds": rounds})
+        steps, _, _ = build_steps(goal, registry, room)
+        return not validate_plan(Plan(goal="budget probe", steps=steps), registry, catalog, room)
+
+    low, high = budget.max_boosting_rounds, max(budget.max_boosting_rounds, Budget().max_boosting_rounds)
+    if not valid(high):
+        return None
+    while high - low > 1:  # invariant: low fails, high is valid
+        mid = (low + high) // 2
+        low, high = (low, mid) if valid(mid) else (mid, high)
+    return high

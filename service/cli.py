@@ -75,7 +75,7 @@ def _translate(exc: Exception) -> CliError:
         return exc
     if isinstance(exc, AgentmlError):
         code, prefix = EXIT_CODES[exc.category]
-        return CliError(code, prefix + exc.text(), exc.hint)
+        return CliError(code, prefix + exc.text(), getattr(exc, "cli_hint", None) or exc.hint)
     return _internal(exc)
 
 
@@ -484,6 +484,37 @@ def run(prompt: Annotated[str, typer.Argument(help="what you want, in plain lang
                              parse_attributes(attr or []), audit=_audit_path(out), settings=settings)
         _plan_and_run(prompt, access, out, target=target, iterations=iterations, budget_rounds=budget_rounds,
                       yes=yes, runtime=runtime, columns=ColumnChoice(tuple(include or ()), tuple(exclude or ())))
+
+
+@app.command()
+def resume(run_id: Annotated[str, typer.Argument(help="an interrupted, failed or cancelled run")],
+           out: Annotated[Path, typer.Option("--out", help="the run's output folder (its runs.db); outputs go there")],
+           warehouse: WarehouseOpt = None, policies: PoliciesOpt = None,
+           iterations: Annotated[int, typer.Option("--iterations", min=0, help="OODA iterations (0: none)")] = 0) \
+        -> None:
+    """Run RUN_ID again from its first unfinished step: its finished steps keep their outputs and do not run again.
+    It runs as the principal it was recorded with, with the compute it was recorded with."""
+    from governance import Principal
+    from service.session import SessionEnv, run_session, write_outputs
+    from skills.plan import Plan
+
+    with _user_errors():
+        settings = Settings()
+        artifacts, store = _stores(out, settings)
+        record = store.get_run(run_id)  # an unknown id: exit 2, naming it
+        who = Principal.model_validate(record.principal or {"user": record.user})
+        access = open_access(_warehouse(warehouse, settings), policies or settings.policies, who.user, list(who.roles),
+                             dict(who.attributes), audit=_audit_path(out), settings=settings)
+        kept = store.reopen_run(run_id)  # refuses a run that succeeded or is still going
+        err.print(f"resuming run {run_id}: {len(kept)} finished step(s) kept" + (f" ({', '.join(kept)})" if kept
+                                                                                  else ""))
+        with RunDisplay(err) as display:
+            env = SessionEnv(access.principal, access.engine, artifacts, store, access.registry, None, display,
+                             ray_address=settings.ray_address)
+            result = run_session(Plan.model_validate(record.plan), env, iterations=iterations, run_id=run_id)
+        write_outputs(out, result, artifacts)
+        print_summary(result, out, out_console)
+        _check_result(result, out)
 
 
 def _audit_path(out: Path) -> Path:

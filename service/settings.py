@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BeforeValidator, Field
+from pydantic import AliasChoices, BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Process-wide defaults an entry point sets once, before litellm, xgboost or Ray load (a value already in the
@@ -73,7 +73,18 @@ class Settings(BaseSettings):
         default=False, description="let the OODA prompt quote data values (category levels, bin edges) of columns "
                                    "that are not masked, denied or PII-like; off: names and error statistics only")
     tokens_file: Path | None = Field(default=None, description="API bearer tokens -> principals (YAML)")
-    max_concurrent_runs: int = Field(default=2, ge=1, description="runs the API executes at once in its process")
+    max_concurrent_runs: int = Field(default=2, ge=1, description="runs that execute at once: the local Ray head's "
+                                     "run slots (more wait as pending jobs), or the in-process runner's threads")
+    runner: Literal["jobs", "in-process"] = Field(
+        default="jobs", description="jobs: every API run is a Ray job (on RAY_ADDRESS, or on a local Ray head the API "
+                                    "starts); in-process: runs execute in API threads (tests and debugging only)")
+    ray_auth_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("AGENTML_RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN", "ray_auth_token"),
+        description="Ray token authentication: the API sends it to the job API (RAY_AUTH_MODE=token is implied)")
+    max_active_runs_per_user: int = Field(default=4, ge=1,
+                                          description="queued or running runs one user may have at once (else 429)")
+    max_boosting_rounds_per_day: int = Field(
+        default=200_000, ge=1, description="boosting rounds one user's runs may plan in 24 hours (else 429)")
     num_workers: int = Field(default=1, ge=1, description="Ray Train workers per training run or Tune trial")
     cpus_per_worker: int = Field(default=1, ge=1, description="CPUs of each training worker (xgboost threads)")
     use_gpu: bool | Literal["auto"] = Field(

@@ -1,4 +1,6 @@
-"""Where the API's runs execute: in this process (`LocalRunner`, the default) or as Ray jobs (`RayJobRunner`).
+"""Where the API's runs execute: as Ray jobs (`RayJobRunner`, what `agentml serve` uses: on the cluster RAY_ADDRESS
+names, or on the API's own local Ray head), or in this process (`LocalRunner`: AGENTML_RUNNER=in-process, for tests
+and debugging).
 
 Both start from a run the route recorded as "queued" in the run store, and both leave the store telling the truth:
 
@@ -7,22 +9,35 @@ Both start from a run the route recorded as "queued" in the run store, and both 
   the next API process marks them so at start (their owner process is gone).
 - RayJobRunner: `executor.jobs` submits one job per run; the job writes to the store itself. A tracker thread reads
   job states back and settles runs whose job ended without saying so (stopped, crashed, lost). A restarted API simply
-  keeps tracking: the job never depended on it.
+  keeps tracking a remote cluster's jobs: they never depended on it. The local head is the API's own: when it dies,
+  its runs end "interrupted" and the next run starts a new head.
 
-Cancel requests are events in the store (`cancel_requested`), so any API replica may accept them: the process that
-runs the run sees the event and stops it.
+Cancel requests are a flag and an event in the store (`cancel_requested`), so any API replica may accept them: the
+process that runs the run sees the flag and stops it; the run ends "cancelled".
 """
 from __future__ import annotations
 
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol, get_args
 
-from executor import ExecutionError, JobConfig, JobInfo, RayJobs, RunResult, RunStatus, RunStore, job_id_for
+from executor import (
+    ExecutionError,
+    JobConfig,
+    JobInfo,
+    RayJobs,
+    RunResult,
+    RunStatus,
+    RunStore,
+    ensure_ray,
+    job_id_for,
+)
 from governance import Principal
+from service.api.clusters import Cluster
 from service.api.errors import ApiError
 from service.session import SessionEnv, run_session
 from skills.plan import Plan
@@ -33,6 +48,7 @@ if TYPE_CHECKING:
     from skills.registry import Registry
 
 log = logging.getLogger("agentml.api.runner")
+_RAY_OWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentml-ray-owner")  # lives as long as the API
 FINISHED: frozenset[str] = frozenset(get_args(RunStatus)) - {"queued", "running"}
 CANCEL_EVENT = "cancel_requested"
 
@@ -44,7 +60,11 @@ class Runner(Protocol):
 
     def start(self) -> None: ...
 
-    def submit(self, run_id: str, *, iterations: int = 0) -> None: ...
+    def prepare(self) -> None:
+        """Raise ExecutionError when no run could start now (before the run is recorded)."""
+        ...
+
+    def submit(self, run_id: str, *, iterations: int = 0, attempt: int = 0) -> None: ...
 
     def cancel(self, run: RunResult, by: str) -> None: ...
 
@@ -75,9 +95,10 @@ def event_log(store: RunStore, run_id: str) -> str:
 
 
 def request_cancel(store: RunStore, run: RunResult, by: str) -> None:
-    """Record a cancel request; refuse it for a run that has already ended."""
+    """Record a cancel request (the flag every driver polls, and an event); refuse it for a run that has ended."""
     if run.status in FINISHED:
         raise ExecutionError(f"run {run.id} already ended ({run.status})", hint="start a new run instead")
+    store.update_run(run.id, cancel_requested=True)
     store.append_event(run.id, CANCEL_EVENT, message=f"cancel requested by {by}", data={"by": by})
 
 
@@ -121,7 +142,10 @@ class LocalRunner:
             log.warning("marked %d run(s) of a stopped API process interrupted: %s", len(interrupted), interrupted)
         threading.Thread(target=self._watch, name="agentml-cancel-watch", daemon=True).start()
 
-    def submit(self, run_id: str, *, iterations: int = 0) -> None:
+    def prepare(self) -> None:
+        return None  # Ray starts (or is joined) in this process when a step needs it
+
+    def submit(self, run_id: str, *, iterations: int = 0, attempt: int = 0) -> None:
         thread = threading.Thread(target=self._run, args=(run_id, iterations), name=f"agentml-run-{run_id}",
                                   daemon=True)  # a killed API must not wait for its runs: restart marks them
         with self._lock:
@@ -147,6 +171,10 @@ class LocalRunner:
     def _execute(self, run_id: str, cancel: threading.Event, iterations: int) -> None:
         record = self.store.get_run(run_id)
         plan = Plan.model_validate(record.plan)
+        if any(s.skill in self.registry and self.registry.get(s.skill).uses_ray for s in plan.steps):
+            # Ray's processes die with the *thread* that started them (kernel fate sharing): start it from a thread
+            # that lives as long as the API, not from this run's thread, or the next run finds it dead
+            _RAY_OWNER.submit(ensure_ray, self.ray_address).result()
         principal = Principal.model_validate(record.principal or {"user": record.user})
         env = SessionEnv(principal, self._engine(), self.artifacts, self.store, registry=self.registry,
                          ray_address=self.ray_address, cancel=cancel)
@@ -228,54 +256,91 @@ class LocalRunner:
 
 
 class RayJobRunner:
-    """Every run is a Ray job; a tracker thread reads job states back into the store."""
+    """Every run is a Ray job on `cluster`; a tracker thread reads job states back into the store.
+
+    On the API's own local head (`cluster.local`), a head that died takes its runs with it: the tracker marks them
+    interrupted (with the reason) and the next run starts a new head; runs of a previous API process whose head is
+    gone are marked so at start."""
 
     name = "ray-job"
 
-    def __init__(self, store: RunStore, jobs: RayJobs, config: JobConfig, *, poll_s: float = 1.0,
+    def __init__(self, store: RunStore, cluster: Cluster, config: JobConfig, *, poll_s: float = 1.0,
                  lost_after_s: float = 120.0) -> None:
         self.store = store
-        self.jobs = jobs
-        self.config = config
+        self.cluster = cluster
+        self.config = cluster.job_config(config)
         self._poll_s = poll_s
         self._lost_after_s = lost_after_s
         self._stop = threading.Event()
+        self._submitted: set[str] = set()  # runs sent to the current local head
+        self._lock = threading.Lock()
 
     def start(self) -> None:
         """Track every unfinished job run, also those a previous API process submitted."""
+        if self.cluster.local:  # the previous process's head died with it, and its runs with the head
+            gone = self.store.mark_interrupted(reason="the API process and its local Ray head stopped", jobs=True)
+            if gone:
+                log.warning("marked %d run(s) of a stopped API process interrupted: %s", len(gone), gone)
         threading.Thread(target=self._track, name="agentml-job-tracker", daemon=True).start()
 
-    def submit(self, run_id: str, *, iterations: int = 0) -> None:
-        job_id = job_id_for(run_id)
+    def prepare(self) -> None:
+        """Make sure the cluster takes jobs (the local head starts here, once): ExecutionError (503) otherwise, before
+        any run is recorded."""
+        jobs = self.cluster.jobs()
+        if not self.cluster.local:
+            jobs.ping()
+
+    def submit(self, run_id: str, *, iterations: int = 0, attempt: int = 0) -> None:
+        job_id = job_id_for(run_id, attempt)
         self.store.update_run(run_id, job_id=job_id)  # before submitting: a crash in between leaves a trace
+        extra = ["--iterations", str(iterations)] if iterations else []
+        with self._lock:
+            self._submitted.add(run_id)
         try:
-            self.jobs.submit(run_id, self.config, extra=["--iterations", str(iterations)] if iterations else [])
+            self.cluster.jobs().submit(run_id, self.config, extra=extra, attempt=attempt)
         except ExecutionError as exc:
             log.warning("submitting run %s failed: %s", run_id, exc)
-            settle(self.store, self.store.get_run(run_id), "failed", exc.message, exc.hint or "")
             raise ApiError(503, "ray_unavailable", exc.message, hint=exc.hint) from None
         self.store.append_event(run_id, "job", message=f"submitted as Ray job {job_id}", data={"job_id": job_id})
 
     def cancel(self, run: RunResult, by: str) -> None:
+        """The job's driver sees the request in the store (within a second) and stops its steps; the job is also
+        stopped, and whichever way the driver ends, a run its user cancelled ends "cancelled"."""
         request_cancel(self.store, run, by)
-        if run.job_id is not None:
-            self.jobs.stop(run.job_id)  # SIGTERM: the job records "cancelled"; the tracker settles the rest
+        jobs = self.cluster.current()
+        if run.job_id is None or jobs is None:
+            settle(self.store, self.store.get_run(run.id), "cancelled", f"cancelled by {by}", "start the run again")
+            return
+        try:
+            jobs.stop(run.job_id)
+        except ExecutionError as exc:  # the head does not answer: nothing runs the run any more
+            log.warning("stopping job %s failed: %s", run.job_id, exc)
 
     def job(self, run: RunResult) -> JobInfo | None:
         if run.job_id is None:
             return None
+        jobs = self.cluster.current()
         try:
-            return self.jobs.info(run.job_id)
+            return jobs.info(run.job_id) if jobs is not None else None
         except ExecutionError:
             return JobInfo(run.job_id, "PENDING", "the Ray cluster does not answer")
 
     def logs(self, run: RunResult) -> str:
-        if run.job_id is None:
+        jobs = self.cluster.current()
+        if run.job_id is None or jobs is None:
             return event_log(self.store, run.id)
-        return self.jobs.logs(run.job_id)
+        try:
+            return jobs.logs(run.job_id)
+        except ExecutionError:
+            return event_log(self.store, run.id)
 
     def close(self) -> None:
-        self._stop.set()  # the jobs keep running: the next API process tracks them
+        """Stop tracking. A remote cluster's jobs keep running (the next API process tracks them); the local head
+        stops with the API, and its runs end "interrupted"."""
+        self._stop.set()
+        if self.cluster.local:
+            self.cluster.close()
+            self._interrupt_submitted("the API stopped while the run was running")
 
     def _track(self) -> None:
         while not self._stop.wait(self._poll_s):
@@ -285,28 +350,50 @@ class RayJobRunner:
                 log.exception("tracking Ray jobs failed; retrying")
 
     def track_once(self) -> None:
-        """Settle every unfinished job run whose job has ended (or that Ray has lost)."""
+        """Settle every unfinished job run whose job has ended (or that Ray has lost, or whose local head died)."""
+        reason = self.cluster.lost()
+        if reason is not None:
+            log.warning("%s: its runs are interrupted; the next run starts a new head", reason)
+            self._interrupt_submitted(reason)
+        jobs = self.cluster.current()
+        if jobs is None:
+            return
         for status in ("queued", "running"):
             for run in self.store.list_runs(status=status, limit=500):
                 if run.job_id is not None:
-                    self._reconcile(run)
+                    self._reconcile(jobs, run)
 
-    def _reconcile(self, run: RunResult) -> None:
-        info = self.jobs.info(run.job_id or "")
+    def _interrupt_submitted(self, reason: str) -> None:
+        with self._lock:
+            runs, self._submitted = sorted(self._submitted), set()
+        done = self.store.mark_interrupted(runs, reason=reason) if runs else []
+        for run_id in done:
+            self._cancelled_instead(run_id)
+
+    def _cancelled_instead(self, run_id: str) -> None:
+        """A run its user had asked to stop ends "cancelled", whatever else stopped it first."""
+        if self.store.cancel_requested(run_id):
+            self.store.update_run(run_id, status="cancelled", error="the run was cancelled",
+                                  hint="resume it (POST /v1/runs/{id}/resume) or start it again")
+
+    def _reconcile(self, jobs: RayJobs, run: RunResult) -> None:
+        info = jobs.info(run.job_id or "")
         if info is None:
-            age = (datetime.now(UTC) - run.created).total_seconds()
+            age = (datetime.now(UTC) - run.updated).total_seconds()
             if age > self._lost_after_s:
                 settle(self.store, self.store.get_run(run.id), "failed", f"Ray has no job {run.job_id}",
-                       "the cluster may have restarted; run the plan again")
+                       "the cluster may have restarted; resume the run (POST /v1/runs/{id}/resume)")
             return
         if not info.finished:
             return
         fresh = self.store.get_run(run.id)  # read after the job ended: whatever it wrote is visible now
         if fresh.status in FINISHED:
             return
-        if info.status == "STOPPED":
+        if info.status == "STOPPED" or fresh.cancel_requested:
             settle(self.store, fresh, "cancelled", "the run was cancelled (its Ray job was stopped)",
-                   "start the run again to finish it")
+                   "resume it (POST /v1/runs/{id}/resume) or start it again")
         else:
             settle(self.store, fresh, "failed", f"the Ray job ended {info.status}: {info.message}"[:500],
                    f"read the job's logs: GET /v1/runs/{run.id}/logs")
+        with self._lock:
+            self._submitted.discard(run.id)

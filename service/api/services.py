@@ -10,12 +10,14 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from executor import JobConfig, RayJobs, RunStore, open_engine
+from executor import ExecutionError, JobConfig, RayJobs, RunStore, open_engine
 from governance import GovernanceError, load_policies
 from service.api.auth import TokenTable
+from service.api.clusters import Cluster, LocalCluster, RemoteCluster
 from service.api.errors import ApiError
 from service.api.runner import LocalRunner, RayJobRunner, Runner
 from service.compute import runtime_settings
+from service.ray_head import LocalRayHead
 from service.settings import Settings
 from skills.artifacts import ArtifactStore
 from skills.registry import Registry, load_registry
@@ -71,6 +73,24 @@ def is_job_address(address: str | None) -> bool:
     return bool(address) and address.startswith(("http://", "https://"))  # type: ignore[union-attr]
 
 
+def cluster_for(settings: Settings) -> Cluster | None:
+    """Where runs go: the cluster RAY_ADDRESS names (its dashboard address), else the API's own local Ray head;
+    None for the in-process runner."""
+    address = settings.ray_address
+    if settings.runner == "in-process":
+        return None
+    if not address:
+        return LocalCluster(LocalRayHead(run_slots=settings.max_concurrent_runs))
+    if not is_job_address(address):
+        raise ExecutionError(f"RAY_ADDRESS={address} is not a dashboard address: the API submits every run as a Ray "
+                             "job, through the job API", field="ray_address",
+                             hint="set RAY_ADDRESS to the head's dashboard address (http://head:8265), or unset it "
+                                  "for a local Ray head; AGENTML_RUNNER=in-process runs in the API (debugging)")
+    token = settings.ray_auth_token.get_secret_value() if settings.ray_auth_token is not None else None
+    # Ray 2.60 sends the token only with RAY_AUTH_MODE=token set as well: send it ourselves
+    return RemoteCluster(RayJobs(address, headers={"Authorization": f"Bearer {token}"} if token else None))
+
+
 class Services:
     """The API's long-lived parts. `engine` waits for the warehouse to load (503 when it cannot)."""
 
@@ -85,13 +105,12 @@ class Services:
         self._engine: Engine | None = None
         self._engine_error: ApiError | None = None
         self._loaded = threading.Event()
-        address = settings.ray_address
-        self.jobs = RayJobs(address) if address is not None and is_job_address(address) else None
+        self.cluster = cluster_for(settings)
         self.runner: Runner = self._runner()
 
     def _runner(self) -> Runner:
-        if self.jobs is not None:
-            return RayJobRunner(self.store, self.jobs, job_config(self.settings, self.store.url))
+        if self.cluster is not None:
+            return RayJobRunner(self.store, self.cluster, job_config(self.settings, self.store.url))
         return LocalRunner(self.store, self.get_engine, self.artifacts, self.registry,
                            max_concurrent=self.settings.max_concurrent_runs, ray_address=self.settings.ray_address)
 
@@ -137,7 +156,7 @@ class Services:
     def readiness(self) -> dict[str, str]:
         """Check -> "ok" or why not: warehouse, run store, Ray cluster (job mode)."""
         checks = {"warehouse": self._warehouse_check(), "run_store": self._store_check()}
-        if self.jobs is not None:
+        if self.cluster is not None and not self.cluster.local:
             checks["ray"] = self._ray_check()
         return checks
 
@@ -154,9 +173,9 @@ class Services:
         return "ok"
 
     def _ray_check(self) -> str:
-        assert self.jobs is not None
+        assert self.cluster is not None
         try:
-            self.jobs.ping()
+            self.cluster.jobs().ping()
         except Exception as exc:  # noqa: BLE001
             return getattr(exc, "message", type(exc).__name__)
         return "ok"

@@ -11,7 +11,7 @@ from skills.plan import Plan
 
 _PREFERRED = ("auc", "roc_auc", "rmse", "r2", "logloss", "accuracy", "mae")
 MODEL_SKILLS = ("tune", "train_xgboost")
-_DONE = frozenset({"succeeded", "failed", "skipped", "cancelled", "interrupted"})
+_DONE = frozenset({"succeeded", "failed", "skipped", "cancelled", "interrupted"})  # ended: a wall time
 
 
 def links(run_id: str) -> Links:
@@ -145,7 +145,7 @@ def summary(run: RunResult) -> RunSummary:
     """The runs-list line of `run`."""
     return RunSummary(id=run.id, user=run.user, status=run.status, created=run.created, updated=run.updated,
                       prompt=run.prompt or str(run.plan.get("goal", "")), backend=run.backend, job_id=run.job_id,
-                      metric=headline_metric(run), steps_done=sum(s.status in _DONE for s in run.steps.values()),
+                      metric=headline_metric(run), steps_done=sum(s.status == "succeeded" for s in run.steps.values()),
                       steps_total=len(run.steps), error=run.error, hint=run.hint, facts=facts(run),
                       children=session_children(run))
 

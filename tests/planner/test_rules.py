@@ -228,16 +228,20 @@ QUESTION = "Which column is the target: monthly_charges or total_charges? Re-run
 def test_ambiguous_target_asks(prompt: str, catalog: Any, registry: Any) -> None:
     with pytest.raises(PlanError) as err:
         _plan(prompt, catalog, registry)
-    assert f"{err.value.message} {err.value.hint}" == QUESTION
+    assert f"{err.value.text()} {err.value.cli_hint}" == QUESTION  # the terminal's wording
     assert err.value.candidates == ["monthly_charges", "total_charges"]
+    # the API's: the candidates once (as a list), and no CLI flag
+    assert (err.value.message, err.value.hint) == ("Which column is the target?",
+                                                   "pick one of the candidates as the target")
 
 
 @pytest.mark.parametrize("prompt", ["build a model", "predict ssn", "predict the weather"])
 def test_no_target_asks_with_yes_no_candidates(prompt: str, catalog: Any, registry: Any) -> None:
     with pytest.raises(PlanError) as err:
         _plan(prompt, catalog, registry)
-    assert err.value.message == "Which column should the model predict? Candidates: senior_citizen or churn?"
-    assert "ssn" not in err.value.message + str(err.value.hint)
+    assert err.value.text() == "Which column should the model predict? Candidates: senior_citizen or churn?"
+    assert err.value.candidates == ["senior_citizen", "churn"]
+    assert "ssn" not in err.value.text() + err.value.message + str(err.value.hint)
 
 
 @pytest.mark.parametrize(("target", "hint"), [

@@ -62,6 +62,9 @@ def ray_dashboard(services: Services) -> str | None:
     """The Ray dashboard: the cluster's (job mode), or the local Ray this process started, if it did."""
     if is_job_address(services.settings.ray_address):
         return services.settings.ray_address
+    if services.cluster is not None:  # the API's own local head, while it runs
+        jobs = services.cluster.current()
+        return jobs.address if jobs is not None else None
     ray = sys.modules.get("ray")
     if ray is None or not ray.is_initialized():
         return None

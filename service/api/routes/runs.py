@@ -11,7 +11,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from sse_starlette import EventSourceResponse
 
-from executor import RunResult, RunStore
+from executor import ExecutionError, RunResult, RunStore
 from service.api.deps import RunDep, ServicesDep, UserDep
 from service.api.errors import ERROR_RESPONSES, ApiError, ErrorBody
 from service.api.models import (
@@ -23,7 +23,9 @@ from service.api.models import (
     RunSummary,
 )
 from service.api.planning import check_plan, make_plan
+from service.api.quotas import check_active, check_quota
 from service.api.runner import FINISHED
+from service.api.services import Services
 from service.api.tracker import RunsQuery, runs_page
 from service.api.views import detail, links, summary
 from service.compute import runtime_settings
@@ -34,13 +36,17 @@ router = APIRouter(prefix="/v1/runs", tags=["runs"], responses={
     404: {"model": ErrorBody, "description": "no such run"}})
 
 POLL_S = 0.5
+MAX_EVENT_ID = 2**31 - 1  # event ids (seq) are 32-bit integers in every store
+RESUMABLE = frozenset({"interrupted", "failed", "cancelled"})
 MAX_STREAM_S = 15 * 60  # then the client reconnects with Last-Event-ID (EventSource does it by itself)
 # reports are built from governed outputs and escaped; the CSP makes sure no script could ever run in them
 REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'"
 
 
 @router.post("", status_code=202, response_model=RunCreated, summary="Start a run of a plan or a prompt",
-             responses={409: {"model": ErrorBody}, 503: {"model": ErrorBody, "description": "Ray unavailable"}})
+             responses={409: {"model": ErrorBody},
+                        429: {"model": ErrorBody, "description": "a per-user limit; Retry-After says when"},
+                        503: {"model": ErrorBody, "description": "Ray unavailable"}})
 def create_run(body: RunRequest, user: UserDep, services: ServicesDep) -> RunCreated:
     """Validate the plan (or plan the prompt), record the run as queued and start it; returns at once.
     The run runs as the caller's principal, whatever the plan or the prompt says, with the `compute` it asks for
@@ -51,10 +57,49 @@ def create_run(body: RunRequest, user: UserDep, services: ServicesDep) -> RunCre
     else:
         plan, _ = make_plan(services, user, body.prompt or "", target=body.target, budget=body.budget,
                             planner=body.planner, include=body.include, exclude=body.exclude)
+    check_quota(services.store, services.settings, services.registry, user.user, plan)  # 429: nothing recorded
+    _prepare(services)  # 503 when Ray cannot take the run: nothing recorded either
     run_id = services.store.create_run(plan, user.principal, prompt=body.prompt or plan.goal,
                                        backend=services.runner.name, settings=runtime.model_dump(mode="json"))
-    services.runner.submit(run_id, iterations=body.iterations)
+    try:
+        services.runner.submit(run_id, iterations=body.iterations)
+    except ApiError:
+        services.store.delete_run(run_id)  # it never started: a refused start leaves no run behind
+        raise
     return RunCreated(id=run_id, status="queued", links=links(run_id))
+
+
+def _prepare(services: Services) -> None:
+    try:
+        services.runner.prepare()
+    except ExecutionError as exc:
+        raise ApiError(503, "ray_unavailable", exc.message, hint=exc.hint) from None
+
+
+@router.post("/{run_id}/resume", status_code=202, response_model=RunCreated,
+             summary="Run an interrupted, failed or cancelled run again from its first unfinished step",
+             responses={409: {"model": ErrorBody, "description": "the run is still going, or it succeeded"},
+                        429: {"model": ErrorBody, "description": "too many runs of yours are going"},
+                        503: {"model": ErrorBody, "description": "Ray unavailable"}})
+def resume_run(run: RunDep, user: UserDep, services: ServicesDep,
+               iterations: Annotated[int, Query(ge=0, le=10, description="OODA iterations after the run")] = 0) \
+        -> RunCreated:
+    """The same run (same id, principal and plan) is queued again: steps that succeeded keep their outputs and are
+    not run again (their refs resolve from the store); the others run."""
+    if run.status not in RESUMABLE:
+        raise ApiError(409, "conflict", f"run {run.id} is {run.status}: only an interrupted, failed or cancelled run "
+                       "can be resumed", hint="wait for it to end" if run.status not in FINISHED
+                       else "it succeeded: start a new run instead")
+    check_active(services.store, services.settings, run.user)
+    _prepare(services)
+    attempt = 1 + sum(e.kind == "resumed" for e in services.store.events(run.id))
+    services.store.reopen_run(run.id)
+    try:
+        services.runner.submit(run.id, iterations=iterations, attempt=attempt)
+    except ApiError as exc:
+        services.store.mark_interrupted([run.id], reason=f"it could not be resumed: {exc.message}")
+        raise
+    return RunCreated(id=run.id, status="queued", links=links(run.id))
 
 
 @router.get("", response_model=RunList, summary="Runs: filter, search, sort, page (yours; admins: everyone's)")
@@ -124,11 +169,16 @@ def _report_uri(run: RunResult) -> str:
                              "description": "SSE: one `RunEvent` per message (`id` = seq, `event` = kind), then "
                                             "`end`; with stream=false, the events so far as JSON"}})
 def run_events(run: RunDep, services: ServicesDep, request: Request,
-               after: Annotated[int, Query(ge=0, le=2**31 - 1, description="only events with seq > after")] = 0,
+               after: Annotated[int, Query(ge=0, le=MAX_EVENT_ID, description="only events with seq > after")] = 0,
                stream: Annotated[bool, Query(description="false: answer the events so far as JSON")] = True,
                last_event_id: Annotated[str | None, Header(max_length=20, pattern=r"^\d*$")] = None) -> Any:
     """The run's append-only event log; the stream resumes after `Last-Event-ID` and ends when the run has."""
-    start = max(after, int(last_event_id or 0))
+    last = int(last_event_id or 0)
+    if last > MAX_EVENT_ID:
+        raise ApiError(400, "bad_request", f"Last-Event-ID {last_event_id} is not an event id of this run: event ids "
+                       f"are at most {MAX_EVENT_ID}", hint="send the `id` of the last event you received, or leave "
+                       "the header out to start from the first event")
+    start = max(after, last)
     if not stream:
         return EventList(events=services.store.events(run.id, after_seq=start))
     return EventSourceResponse(_stream(services.store, run.id, start, request), ping=15)

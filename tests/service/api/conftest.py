@@ -54,7 +54,8 @@ def settings_for(demo: DemoWarehouse, tokens_file: Path, tmp_path: Path) -> Call
     def make(store: str, **overrides: Any) -> Settings:
         values: dict[str, Any] = {"warehouse": demo.root, "policies": demo.policies, "run_store_url": store,
                                   "artifacts": str(tmp_path / "artifacts"), "tokens_file": tokens_file,
-                                  "ray_address": None, "llm_model": None}
+                                  "ray_address": None, "llm_model": None,
+                                  "runner": "in-process"}  # fast; the Ray job runner has its own tests
         values.update(overrides)
         return Settings(**values)
 
@@ -92,7 +93,7 @@ def server_env(demo: DemoWarehouse, tokens_file: Path, tmp_path: Path) -> Callab
         return {"AGENTML_WAREHOUSE": str(demo.root), "AGENTML_POLICIES": str(demo.policies),
                 "AGENTML_RUN_STORE_URL": store, "AGENTML_ARTIFACTS": str(tmp_path / "artifacts"),
                 "AGENTML_TOKENS_FILE": str(tokens_file), "AGENTML_RAY_ADDRESS": "", "RAY_ADDRESS": "",
-                "AGENTML_LLM_MODEL": "", **extra}
+                "AGENTML_LLM_MODEL": "", "AGENTML_RUNNER": "in-process", **extra}
 
     return make
 

@@ -35,6 +35,7 @@ def base_url(ray_cluster: Any, demo: DemoWarehouse, tokens_file: Path, tmp_path:
     """The app under uvicorn on a free loopback port, for the length of one test."""
     settings = Settings(warehouse=demo.root, policies=demo.policies, run_store_url=f"sqlite:///{tmp_path / 'r.db'}",
                         artifacts=str(tmp_path / "artifacts"), tokens_file=tokens_file, ray_address=None,
+                        runner="in-process",
                         llm_model=None)
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=free_port(),
                                            log_level="warning"))

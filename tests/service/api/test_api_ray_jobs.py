@@ -109,7 +109,8 @@ def _start_run(server: Server, plan: dict[str, Any]) -> str:
 
 def test_runs_are_ray_jobs_that_outlive_the_api(ray_head: RayHead, server_env: Callable[..., dict[str, str]],
                                                 servers: Callable[[dict[str, str]], Server], tmp_path: Path) -> None:
-    env = server_env(f"sqlite:///{tmp_path / 'runs.db'}", AGENTML_RAY_ADDRESS=ray_head.address, **ray_head.env)
+    env = server_env(f"sqlite:///{tmp_path / 'runs.db'}", AGENTML_RAY_ADDRESS=ray_head.address, AGENTML_RUNNER="jobs",
+                     **ray_head.env)
     first = servers(env)
     assert first.get("/readyz").json()["checks"]["ray"] == "ok"
     run_id = _start_run(first, small_plan())
@@ -154,7 +155,8 @@ def _wait(server: Server, run_id: str) -> dict[str, Any]:
 
 def test_the_ooda_loop_runs_inside_the_job(ray_head: RayHead, server_env: Callable[..., dict[str, str]],
                                            servers: Callable[[dict[str, str]], Server], tmp_path: Path) -> None:
-    env = server_env(f"sqlite:///{tmp_path / 'runs.db'}", AGENTML_RAY_ADDRESS=ray_head.address, **ray_head.env)
+    env = server_env(f"sqlite:///{tmp_path / 'runs.db'}", AGENTML_RAY_ADDRESS=ray_head.address, AGENTML_RUNNER="jobs",
+                     **ray_head.env)
     server = servers(env)
     try:
         response = server.post("/v1/runs", json={"prompt": "Build a churn model and tell me why users are leaving",

@@ -29,6 +29,7 @@ def fuzz_app(demo: DemoWarehouse, tokens_file: Path, tmp_path_factory: pytest.Te
     root = tmp_path_factory.mktemp("fuzz")
     app = create_app(Settings(warehouse=demo.root, policies=demo.policies, run_store_url=f"sqlite:///{root / 'r.db'}",
                               artifacts=str(root / "artifacts"), tokens_file=tokens_file, ray_address=None,
+                              runner="in-process",
                               llm_model=None, max_concurrent_runs=1))
     with TestClient(app) as client:
         Api(client).ready()
