@@ -495,6 +495,7 @@ def resume(run_id: Annotated[str, typer.Argument(help="an interrupted, failed or
     """Run RUN_ID again from its first unfinished step: its finished steps keep their outputs and do not run again.
     It runs as the principal it was recorded with, with the compute it was recorded with."""
     from governance import Principal
+    from service.mlflow_export import MlflowTarget
     from service.session import SessionEnv, run_session, write_outputs
     from skills.plan import Plan
 
@@ -510,7 +511,7 @@ def resume(run_id: Annotated[str, typer.Argument(help="an interrupted, failed or
                                                                                   else ""))
         with RunDisplay(err) as display:
             env = SessionEnv(access.principal, access.engine, artifacts, store, access.registry, None, display,
-                             ray_address=settings.ray_address)
+                             ray_address=settings.ray_address, mlflow=MlflowTarget.from_settings(settings))
             result = run_session(Plan.model_validate(record.plan), env, iterations=iterations, run_id=run_id)
         write_outputs(out, result, artifacts)
         print_summary(result, out, out_console)
