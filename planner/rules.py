@@ -3,7 +3,11 @@
 Shape of a training plan (step ids are stable, the OODA loop and the CLI rely on them):
 
     query -> [features] -> [baseline -> baseline_evaluate] -> tune | train -> evaluate -> explain -> residuals
-          -> [score_query -> score] -> report
+          -> [score] -> report
+
+`score` (train-then-score) scores the new rows of another table ("then score the new customers") or, for a question
+about which rows will have the outcome ("which customers will churn next month", "who is likely to churn"), every
+row of the target table the principal may see; `metadata["score"]` names the step and the table.
 
 The target, the entity key, the cutoff and the related tables come from the prompt and the catalog the principal may
 see (`planner.catalog`), the wishes (task, tuning effort, features, baseline, scoring) from the wording
@@ -73,6 +77,7 @@ class Goal:
     columns: ColumnPlan
     specs: list[Spec]
     notes: list[str] = field(default_factory=list)
+    scored: str | None = None  # the table the plan scores with its final model (train-then-score), once built
 
     @property
     def exclude(self) -> list[str]:
@@ -251,24 +256,33 @@ def _score_table(goal: Goal) -> str:
 
 
 def _score_skill(registry: Registry) -> SkillSpec | None:
+    """The installed skill that scores rows with a model: it takes the model and the SQL of the rows to score."""
     for name in SCORE_SKILLS:
-        if name in registry and {"model", "table"} <= set(registry.get(name).input_model.model_fields):
+        if name in registry and {"model", "sql"} <= set(registry.get(name).input_model.model_fields):
             return registry.get(name)
     return None
 
 
-def _score_steps(goal: Goal, b: _Steps, model: str, registry: Registry) -> None:
-    if not goal.intent.score:
-        return
-    table = _score_table(goal)
-    rows = b.add("score_query", "query", f"read the new rows of {table}", sql=select_all(table), key=goal.key)
+def _score_steps(goal: Goal, b: _Steps, model: str, registry: Registry) -> str | None:
+    """Train-then-score: the final model scores the new rows of another table ("then score the new customers") or
+    the target table's own rows as the principal may see them ("which customers will churn next month"), with the
+    feature specs it was trained with computed over them. Returns the table scored."""
+    if not (goal.intent.score or goal.intent.score_target):
+        return None
+    table = _score_table(goal) if goal.intent.score else goal.table
     spec = _score_skill(registry)
     if spec is None:
-        goal.notes.append(f"no scoring skill is registered: the new rows of {table} are read (step score_query) "
-                          "and the model artifact scores them with skills.frame.build_frame")
-        return
-    b.add("score", spec.name, f"score the new rows of {table}", model=b.ref(model, "model"),
-          table=b.ref(rows, "table"))
+        if goal.intent.score:
+            b.add("score_query", "query", f"read the new rows of {table}", sql=select_all(table), key=goal.key)
+        goal.notes.append(f"no scoring skill is registered: the rows of {table} are not scored; score them later "
+                          "with `agentml score RUN`")
+        return None
+    what = f"the new rows of {table}" if goal.intent.score else f"every {singular(table)} of {table} you may see"
+    inputs = {"model": b.ref(model, "model"), "sql": select_all(table), "key": goal.key, "specs": goal.specs or None,
+              "cutoff": goal.cutoff if goal.specs else None}
+    b.add("score", spec.name, f"score {what} with the final model, with each row's top reasons",
+          **_accepted(registry, spec.name, inputs))
+    return table
 
 
 def _title(goal: Goal) -> str:
@@ -285,7 +299,7 @@ def build_steps(goal: Goal, registry: Registry, budget: Budget) -> tuple[list[St
     evaluate = b.add("evaluate", "evaluate", "cross-validated and validation metrics", **on, folds=goal.intent.folds)
     explain = b.add("explain", "explain", "SHAP drivers of the prediction", **on, top_k=goal.intent.top_k)
     residuals = b.add("residuals", "residuals", "slices where the model errs most", **on)
-    _score_steps(goal, b, model, registry)
+    goal.scored = _score_steps(goal, b, model, registry)
     report = {"model": on["model"], "metrics": b.ref(evaluate, "metrics"), "curves": b.ref(evaluate, "curves"),
               "metric_name": b.ref(evaluate, "metric_name"), "metric_value": b.ref(evaluate, "metric_value"),
               "protocol": b.ref(evaluate, "protocol"), "metrics_protocol": b.ref(evaluate, "metrics_protocol"),
@@ -314,8 +328,8 @@ def _metadata(goal: Goal, model: str, table_step: str, flag: str | None) -> dict
         "cutoff": goal.cutoff, "table": goal.table, "entity": singular(goal.table), "related": related,
         "exclude": goal.exclude, "excluded": [e.as_dict() for e in goal.columns.excluded],
         "positive": positive.level if positive else None, "features": [s["name"] for s in goal.specs],
-        "model_step": model,
-        "table_step": table_step, "flags": [flag] if flag else [], "notes": goal.notes,
+        "model_step": model, "table_step": table_step, "flags": [flag] if flag else [], "notes": goal.notes,
+        **({"score": {"step": "score", "table": goal.scored}} if goal.scored else {}),
     }
 
 

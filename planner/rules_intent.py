@@ -47,7 +47,8 @@ class Intent:
     window_days: int | None = None
     lag_periods: int | None = None
     baseline: bool = False
-    score: bool = False
+    score: bool = False                  # score the new rows of another table ("then score the new customers")
+    score_target: bool = False           # score the target table's own rows ("which customers will churn next month")
     cutoff: str | None = None
 
 
@@ -124,6 +125,27 @@ def _features(text: str) -> frozenset[str]:
     return frozenset(kind for kind, pattern in kinds.items() if _has(pattern, text))
 
 
+# A question about which of today's rows will have the outcome asks for their scores, not only for a model: "which
+# customers will churn next month", "who is likely to churn", "score today's customers". A request to build a model
+# that happens to say "which" ("predict which card holders will default") is not one, unless it names a future period.
+_ASKS_WHO = r"^\W*(?:(?:tell|show|give|list|find)\s+(?:me\s+|us\s+)?)?(?:which|who)\b.{0,60}?" \
+            r"\b(?:will|would|is|are|might|may|going to)\b"
+_LIKELY = r"\b(?:who|which\s+\w+(?:\s+\w+)?)\s+(?:is|are)\s+(?:the\s+)?(?:most\s+|more\s+|least\s+)?" \
+          r"(?:likely|at risk|going to)\b"
+_FUTURE = r"\b(?:which|who)\b.{0,80}?\b(?:next|coming|upcoming|following)\s+(?:\d+\s+)?" \
+          r"(?:days?|weeks?|months?|quarters?|years?)\b"
+_SCORE_NOW = r"\b(?:score|rank|flag)\s+(?:all\s+|the\s+|our\s+|my\s+)?(?:today'?s|current|existing|active|all|" \
+             r"every|each)\b"
+
+
+def _scores_target(text: str, scores_new: bool) -> bool:
+    """The prompt asks which rows of the target table will have the outcome (train, then score them)."""
+    if scores_new:
+        return False  # the rows to score are another table's
+    who = _has(_ASKS_WHO, text) and _has(r"\b(will|likely|going to|at risk|next)\b", text)
+    return who or any(_has(p, text) for p in (_LIKELY, _FUTURE, _SCORE_NOW))
+
+
 def parse_intent(prompt: str) -> Intent:
     """Read the prompt's wishes (task, tuning, features, baseline, scoring, numbers); never its target."""
     text = " ".join(prompt.split())
@@ -139,6 +161,7 @@ def parse_intent(prompt: str) -> Intent:
     return Intent(
         task=said, leaning=leaning, folds=int(folds.group(1)) if folds else None,
         top_k=_number(top.group(1)) if top else None, features=_features(text), window_days=window_days,
-        lag_periods=lag_periods, baseline=baseline, score=score, cutoff=cutoff.group(1) if cutoff else None,
+        lag_periods=lag_periods, baseline=baseline, score=score, score_target=_scores_target(text, score),
+        cutoff=cutoff.group(1) if cutoff else None,
         **_tuning(text),  # type: ignore[arg-type]
     )

@@ -377,6 +377,7 @@ def execute(the_plan: Plan, access: Access, out: Path, *, iterations: int, budge
     from planner import Budget
     from planner.ooda import LoopConfig
     from service.compute import runtime_settings
+    from service.mlflow_export import MlflowTarget
     from service.session import SessionEnv, run_session, write_outputs
 
     settings = access.settings
@@ -385,7 +386,7 @@ def execute(the_plan: Plan, access: Access, out: Path, *, iterations: int, budge
     budget = Budget(max_boosting_rounds=budget_rounds) if budget_rounds else None
     with RunDisplay(err) as display:
         env = SessionEnv(access.principal, access.engine, artifacts, store, access.registry, runtime, display,
-                         ray_address=settings.ray_address)
+                         ray_address=settings.ray_address, mlflow=MlflowTarget.from_settings(settings))
         result = run_session(the_plan, env, catalog=access.catalog, iterations=iterations, budget=budget,
                              config=LoopConfig(llm_model=settings.llm_model, llm_timeout_s=settings.llm_timeout_s,
                                                llm_send_values=settings.llm_send_values), notes=notes)
@@ -422,8 +423,23 @@ def print_summary(result: SessionResult, out: Path, console: Console) -> None:
     for d in s.get("drivers", [])[:8]:
         table.add_row(escape(str(d["feature"])), _num(d.get("importance")), escape(str(d.get("direction"))))
     console.print(table)
+    _print_published(s, console)
     if (out / "report.html").exists():
         console.print(f"Report: {(out / 'report.html').resolve()}")
+
+
+def _print_published(s: dict[str, Any], console: Console) -> None:
+    """Where the scores are (train-then-score) and where the model went in MLflow (or why it did not)."""
+    if scored := s.get("scores"):
+        console.print(f"Scores: [bold]{scored['rows']}[/] rows of {escape(scored['table'])} (score, prediction, top "
+                      f"reasons, Parquet): {escape(scored['uri'])}")
+    exported = s.get("mlflow") or {}
+    if exported.get("status") == "exported":
+        console.print(f"MLflow: run {exported['run_id']} in experiment {escape(str(exported['experiment']))}, model "
+                      f"{escape(str(exported['model_uri']))} at {escape(exported['uri'])}")
+    elif exported:
+        console.print(f"[yellow]MLflow: not exported[/]: {escape(str(exported.get('error')))} "
+                      f"(hint: {escape(str(exported.get('hint')))})")
 
 
 def _check_result(result: SessionResult, out: Path) -> None:
@@ -479,6 +495,7 @@ def resume(run_id: Annotated[str, typer.Argument(help="an interrupted, failed or
     """Run RUN_ID again from its first unfinished step: its finished steps keep their outputs and do not run again.
     It runs as the principal it was recorded with, with the compute it was recorded with."""
     from governance import Principal
+    from service.mlflow_export import MlflowTarget
     from service.session import SessionEnv, run_session, write_outputs
     from skills.plan import Plan
 
@@ -494,7 +511,7 @@ def resume(run_id: Annotated[str, typer.Argument(help="an interrupted, failed or
                                                                                   else ""))
         with RunDisplay(err) as display:
             env = SessionEnv(access.principal, access.engine, artifacts, store, access.registry, None, display,
-                             ray_address=settings.ray_address)
+                             ray_address=settings.ray_address, mlflow=MlflowTarget.from_settings(settings))
             result = run_session(Plan.model_validate(record.plan), env, iterations=iterations, run_id=run_id)
         write_outputs(out, result, artifacts)
         print_summary(result, out, out_console)
@@ -572,12 +589,14 @@ def models(run_dir: RunDirOpt = None) -> None:
 
     with _user_errors():
         artifacts, _ = _model_stores(run_dir, Settings())
-        table = Table("name", "version", "run", "user", "created", "metric", "rows", "features", title="Models",
-                      title_justify="left")
+        table = Table("name", "version", "run", "user", "created", "metric", "rows", "features", "mlflow",
+                      title="Models", title_justify="left")
         for v in list_versions(artifacts):
             metric = f"{v.metric_name} {_num(v.metric_value)}" if v.metric_name else "n/a"
+            exported = "" if v.mlflow is None else v.mlflow.model_uri or v.mlflow.status
             table.add_row(escape(v.name), str(v.version), v.run_id, escape(v.user), v.created, metric,
-                          str(v.data.rows if v.data.rows is not None else "n/a"), str(len(v.features)))
+                          str(v.data.rows if v.data.rows is not None else "n/a"), str(len(v.features)),
+                          escape(exported))
         out_console.print(table)
 
 

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 from executor import AfterRun, job_parser
 from executor import job_main as run_main
 from governance import Principal
+from service.mlflow_export import MlflowTarget
 from service.session import SessionEnv, finish_session
-from service.settings import configure_process
+from service.settings import Settings, configure_process
 from skills.plan import Plan
 from skills.registry import Registry, load_registry
 
@@ -34,7 +35,8 @@ def _after(registry: Registry, args: Namespace, store: RunStore) -> AfterRun | N
     def finish_after(result: RunResult, engine: Engine, artifacts: ArtifactStore) -> None:
         record = store.get_run(result.id)
         principal = Principal.model_validate(record.principal or {"user": record.user})
-        env = SessionEnv(principal, engine, artifacts, store, registry=registry)
+        env = SessionEnv(principal, engine, artifacts, store, registry=registry,
+                         mlflow=MlflowTarget.from_settings(Settings()))
         finish_session(env, result, Plan.model_validate(record.plan), iterations=args.iterations)
 
     return finish_after

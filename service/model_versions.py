@@ -6,6 +6,8 @@ It records the model (its `ModelArtifact`: URI, task, target, features, categori
 the data snapshot (the governed SQL of the training rows, the feature specs computed over them, their row count and
 a SHA-256 of the stored training table), the metrics (cross-validated and validation), and the feature list.
 `name` groups versions of one model (the table and target it predicts); `version` counts them, 1, 2, ...
+When an MLflow tracking server is configured, `mlflow` records the export (`service.mlflow_export`): the MLflow run
+and registered model version, or why the export failed.
 Scoring (`service.scoring`) reads a version back to score new rows exactly as the model was trained.
 """
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -46,6 +48,24 @@ class DataSnapshot(BaseModel):
     table: str | None = Field(default=None, description="the catalog table the rows come from, when there is one")
     rows: int | None = None
     sha256: str | None = Field(default=None, description="SHA-256 over the stored training table's Parquet files")
+    uri: str | None = Field(default=None, description="the stored training table (artifact URI)")
+
+
+class MlflowExport(BaseModel):
+    """Where a model version went in MLflow, or why it did not get there (the run itself never fails for it)."""
+
+    model_config = ConfigDict(extra="forbid")
+    uri: str = Field(description="the tracking server (AGENTML_MLFLOW_URI)")
+    status: Literal["exported", "failed"]
+    experiment: str | None = None
+    experiment_id: str | None = None
+    run_id: str | None = Field(default=None, description="the MLflow run of the agentml session")
+    trial_runs: int = Field(default=0, description="tuning trials logged as nested runs")
+    model_name: str | None = Field(default=None, description="registered model name (the version's `name`)")
+    model_version: str | None = Field(default=None, description="the registered MLflow model version")
+    model_uri: str | None = Field(default=None, description="models:/<name>/<version>")
+    error: str | None = None
+    hint: str | None = None
 
 
 class ModelVersion(BaseModel):
@@ -65,6 +85,7 @@ class ModelVersion(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict, description="validation metrics at the end of training")
     features: list[str] = Field(default_factory=list)
     plan: dict[str, Any] = Field(default_factory=dict, description="the final plan (with the OODA steps)")
+    mlflow: MlflowExport | None = Field(default=None, description="the export to MLflow (AGENTML_MLFLOW_URI)")
 
 
 def _key(run_id: str) -> str:
@@ -92,7 +113,7 @@ def snapshot(artifacts: ArtifactStore, plan: Plan, outputs: Mapping[str, Mapping
     table = (outputs.get(ref.step) or {}).get(ref.path) or {}
     uri = table.get("uri")
     return DataSnapshot(sql=base.sql, key=base.key, specs=base.specs, cutoff=base.cutoff, table=base.table,
-                        rows=table.get("rows"), sha256=table_hash(artifacts, uri) if uri else None)
+                        rows=table.get("rows"), sha256=table_hash(artifacts, uri) if uri else None, uri=uri)
 
 
 def register(artifacts: ArtifactStore, *, run_id: str, user: str, plan: Plan, outputs: Mapping[str, Mapping[str, Any]],
@@ -113,6 +134,13 @@ def register(artifacts: ArtifactStore, *, run_id: str, user: str, plan: Plan, ou
                           features=list(model.get("features") or []), plan=plan.model_dump(mode="json"))
     artifacts.put_json(_key(run_id), record.model_dump(mode="json"))
     return record
+
+
+def record_export(artifacts: ArtifactStore, version: ModelVersion, export: MlflowExport) -> ModelVersion:
+    """Keep `export` in the stored version record (its JSON in the artifact store)."""
+    updated = version.model_copy(update={"mlflow": export})
+    artifacts.put_json(_key(version.run_id), updated.model_dump(mode="json"))
+    return updated
 
 
 def get_version(artifacts: ArtifactStore, run_id: str) -> ModelVersion:

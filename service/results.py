@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from planner.ooda import CandidateScore
 from planner.roles import Exclusion
+from service.model_versions import MlflowExport
 
 
 class Driver(BaseModel):
@@ -53,6 +54,17 @@ class IterationSummary(BaseModel):
     seconds: float = 0.0
 
 
+class ScoredRows(BaseModel):
+    """Train-then-score: where the final model's scores of the rows the question asked about are."""
+
+    model_config = ConfigDict(extra="forbid")
+    table: str = Field(description="the table whose rows were scored (as the principal may see them)")
+    rows: int = Field(description="rows scored")
+    uri: str = Field(description="artifact URI of the scores (Parquet: id, score, prediction, reasons)")
+    run_id: str = Field(description="the run that scored them")
+    step: str = Field(description="the step that scored them")
+
+
 class SessionSummary(BaseModel):
     """The `result.json` document of `agentml run` / `agentml demo`."""
 
@@ -88,6 +100,10 @@ class SessionSummary(BaseModel):
                                 "path of report.html in the CLI's output folder")
     model: str | None = Field(default=None, description="the final model (null when none was built): its artifact "
                                "URI in the run store, the path of model.json in the CLI's output folder")
+    scores: ScoredRows | None = Field(default=None, description="train-then-score: the final model's scores of the "
+                                      "rows the question asked about (null when it asked for no scores)")
+    mlflow: MlflowExport | None = Field(default=None, description="the export of the model to MLflow (null when "
+                                        "AGENTML_MLFLOW_URI is unset)")
 
 
 SCHEMAS: dict[str, type[BaseModel]] = {"result": SessionSummary}

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from executor import RunEvent, RunResult, RunStore
     from governance import Engine, Principal
     from planner.budget import Budget
+    from service.mlflow_export import MlflowTarget
     from skills.artifacts import ArtifactStore
     from skills.context import RuntimeSettings
     from skills.registry import Registry
@@ -66,6 +67,7 @@ class SessionEnv:
     ray_address: str | None = None  # the cluster to join (settings); None: RAY_ADDRESS or a local Ray
 
     cancel: threading.Event | None = None  # set: the session stops at the next step (the API's cancel)
+    mlflow: MlflowTarget | None = None  # export the accepted model there (settings: AGENTML_MLFLOW_URI)
 
     def run(self, plan: Plan, run_id: str | None = None) -> RunResult:
         """Run `plan` governed as the principal (the first run, each OODA extension, the final report); `run_id`
@@ -317,7 +319,7 @@ def finish_session(env: SessionEnv, first: RunResult, plan: Plan, *, iterations:
     if first.status != "succeeded" or env.cancelled:
         summary = summarize(plan, first, None, elapsed=time.monotonic() - started)
         store_summary(env, first, summary)
-        failed, kind = _failure(first) if first.status != "succeeded" else (None, None)
+        failed, kind = run_failure(first) if first.status != "succeeded" else (None, None)
         return SessionResult(first, None, summary, plan, failed=failed, failed_kind=kind)
     ooda, why_not = None, None
     if _wants_ooda(plan, first, iterations):
@@ -337,29 +339,21 @@ def finish_session(env: SessionEnv, first: RunResult, plan: Plan, *, iterations:
         summary["run_ids"].append(run.id)
         report = run.steps[REPORT_STEP].outputs
         if run.status != "succeeded" and failed is None:
-            failed, kind = _failure(run)
+            failed, kind = run_failure(run)
     model = outputs.get(roles.get("train", ""), {}).get("model")
-    summary.update(report=(report or {}).get("uri"), model=(model or {}).get("uri"),
-                   elapsed_s=round(time.monotonic() - started, 1))
+    summary.update(report=(report or {}).get("uri"), model=(model or {}).get("uri"))
+    if model and failed is None:  # registered, scored (train-then-score) and exported: `service.publish`
+        from service.publish import publish
+
+        published = publish(env, first, final_plan, outputs, summary)
+        summary.update(published.summary)
+        failed, kind = published.failed, published.failed_kind
+    summary["elapsed_s"] = round(time.monotonic() - started, 1)
     store_summary(env, first, summary)
-    if model and failed is None:
-        register_model(env, first.id, final_plan, outputs, summary)
     return SessionResult(first, ooda, summary, final_plan, report, model, failed, kind)
 
 
-def register_model(env: SessionEnv, run_id: str, plan: Plan, outputs: Mapping[str, Mapping[str, Any]],
-                   summary: Mapping[str, Any]) -> None:
-    """Register the session's accepted model as a version (`service.model_versions`); a registry that cannot be
-    written is logged, never the session's failure."""
-    from service.model_versions import register
-
-    try:
-        register(env.artifacts, run_id=run_id, user=env.principal.user, plan=plan, outputs=outputs, summary=summary)
-    except Exception:  # noqa: BLE001 - the model and its run are complete without the registry entry
-        log.exception("registering the model of run %s failed", run_id)
-
-
-def _failure(run: RunResult) -> tuple[str, str | None]:
+def run_failure(run: RunResult) -> tuple[str, str | None]:
     """What failed in `run` (step, skill, message, hint) and the error type."""
     step = run.steps.get(run.failed_step or "")
     if step is None:

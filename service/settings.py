@@ -14,11 +14,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # Process-wide defaults an entry point sets once, before litellm, xgboost or Ray load (a value already in the
 # environment wins): litellm uses its bundled price map instead of downloading one; Ray leaves CUDA_VISIBLE_DEVICES
 # alone on CPU-only workers; idle OpenMP threads sleep instead of spinning (xgboost with all cores on a busy machine
-# was seen 15-60x slower with spinning threads; Ray workers inherit it).
+# was seen 15-60x slower with spinning threads; Ray workers inherit it); the MLflow client gives up on a server that
+# does not answer after a few retries (its defaults retry for minutes, holding the end of a run).
 PROCESS_ENV = {
     "LITELLM_LOCAL_MODEL_COST_MAP": "True",
     "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
     "OMP_WAIT_POLICY": "PASSIVE",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
 }
 
 
@@ -92,3 +95,8 @@ class Settings(BaseSettings):
     max_workers: int = Field(default=8, ge=1, description="most workers a run may ask for (API `compute`, CLI; "
                              "service.compute.runtime_settings holds every run to it)")
     max_cpus_per_worker: int = Field(default=64, ge=1, description="most CPUs per worker a run may ask for")
+    mlflow_uri: str | None = Field(default=None, description="MLflow tracking server (http://host:5000, or any "
+                                   "tracking URI): each accepted model is exported there, with its run, trials, "
+                                   "metrics, artifacts and a registered model version; unset = no export")
+    mlflow_experiment: str | None = Field(default=None, description="MLflow experiment of the exported runs "
+                                          "(default: the model's name, <table>-<target>)")

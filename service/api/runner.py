@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ from skills.plan import Plan
 
 if TYPE_CHECKING:
     from governance import Engine
+    from service.mlflow_export import MlflowTarget
     from skills.artifacts import ArtifactStore
     from skills.registry import Registry
 
@@ -122,8 +124,9 @@ class LocalRunner:
 
     def __init__(self, store: RunStore, engine: Callable[[], Engine], artifacts: ArtifactStore, registry: Registry,
                  *, max_concurrent: int = 2, ray_address: str | None = None, poll_s: float = 1.0,
-                 grace_s: float = 15.0) -> None:
+                 grace_s: float = 15.0, mlflow: MlflowTarget | None = None) -> None:
         self.store = store
+        self.mlflow = mlflow
         self._engine = engine
         self.artifacts = artifacts
         self.registry = registry
@@ -179,7 +182,7 @@ class LocalRunner:
             _RAY_OWNER.submit(ensure_ray, self.ray_address).result()
         principal = Principal.model_validate(record.principal or {"user": record.user})
         env = SessionEnv(principal, self._engine(), self.artifacts, self.store, registry=self.registry,
-                         ray_address=self.ray_address, cancel=cancel)
+                         ray_address=self.ray_address, cancel=cancel, mlflow=self.mlflow)
         try:
             run_session(plan, env, iterations=iterations, run_id=run_id)
         except ExecutionError:
@@ -267,12 +270,14 @@ class RayJobRunner:
     name = "ray-job"
 
     def __init__(self, store: RunStore, cluster: Cluster, config: JobConfig, *, poll_s: float = 1.0,
-                 lost_after_s: float = 120.0) -> None:
+                 lost_after_s: float = 120.0, head_grace_s: float = 20.0) -> None:
         self.store = store
         self.cluster = cluster
         self.config = cluster.job_config(config)
         self._poll_s = poll_s
         self._lost_after_s = lost_after_s
+        self._head_grace_s = head_grace_s
+        self._unexplained: dict[str, float] = {}  # run -> when its job was first seen ended without a word
         self._stop = threading.Event()
         self._submitted: set[str] = set()  # runs sent to the current local head
         self._lock = threading.Lock()
@@ -368,6 +373,7 @@ class RayJobRunner:
     def _interrupt_submitted(self, reason: str) -> None:
         with self._lock:
             runs, self._submitted = sorted(self._submitted), set()
+            self._unexplained.clear()
         done = self.store.mark_interrupted(runs, reason=reason) if runs else []
         for run_id in done:
             self._cancelled_instead(run_id)
@@ -394,8 +400,20 @@ class RayJobRunner:
         if info.status == "STOPPED" or fresh.cancel_requested:
             settle(self.store, fresh, "cancelled", "the run was cancelled (its Ray job was stopped)",
                    "resume it (POST /v1/runs/{id}/resume) or start it again")
+        elif self.cluster.local and self._head_may_be_dying(run.id):
+            return  # a dying head fails its jobs before it exits: the next poll's `lost()` interrupts the run
         else:
             settle(self.store, fresh, "failed", f"the Ray job ended {info.status}: {info.message}"[:500],
                    f"read the job's logs: GET /v1/runs/{run.id}/logs")
         with self._lock:
             self._submitted.discard(run.id)
+            self._unexplained.pop(run.id, None)
+
+    def _head_may_be_dying(self, run_id: str) -> bool:
+        """A job whose driver died without recording the run's end: on our own head, wait `head_grace_s` before
+        calling it failed, since a head that lost its raylet reports its jobs FAILED a moment before it exits (and
+        then the run is "interrupted", resumable, not "failed")."""
+        now = time.monotonic()
+        with self._lock:
+            first = self._unexplained.setdefault(run_id, now)
+        return now - first < self._head_grace_s

@@ -17,6 +17,7 @@ from service.api.clusters import Cluster, LocalCluster, RemoteCluster
 from service.api.errors import ApiError
 from service.api.runner import LocalRunner, RayJobRunner, Runner
 from service.compute import runtime_settings
+from service.mlflow_export import MlflowTarget
 from service.ray_head import LocalRayHead
 from service.settings import Settings
 from skills.artifacts import ArtifactStore
@@ -47,7 +48,14 @@ def job_config(settings: Settings, store_url: str) -> JobConfig:
     return JobConfig(store_url=store_url, warehouse=absolute(settings.warehouse), artifacts=artifacts,
                      artifacts_shared=settings.artifacts_shared,
                      policies=absolute(settings.policies), audit=absolute(audit_path(settings)),
-                     module="service.jobs")  # the run, then the OODA loop when a request asks for iterations
+                     module="service.jobs",  # the run, then the OODA loop when a request asks for iterations
+                     env=mlflow_env(settings))
+
+
+def mlflow_env(settings: Settings) -> dict[str, str]:
+    """The MLflow export settings a job needs in its environment (it reads them with `Settings()`)."""
+    named = {"AGENTML_MLFLOW_URI": settings.mlflow_uri, "AGENTML_MLFLOW_EXPERIMENT": settings.mlflow_experiment}
+    return {k: v for k, v in named.items() if v}
 
 
 def policy_roles(path: Path | None) -> list[str]:
@@ -105,7 +113,8 @@ class Services:
         if self.cluster is not None:
             return RayJobRunner(self.store, self.cluster, job_config(self.settings, self.store.url))
         return LocalRunner(self.store, self.get_engine, self.artifacts, self.registry,
-                           max_concurrent=self.settings.max_concurrent_runs, ray_address=self.settings.ray_address)
+                           max_concurrent=self.settings.max_concurrent_runs, ray_address=self.settings.ray_address,
+                           mlflow=MlflowTarget.from_settings(self.settings))
 
     # ---- lifecycle ----------------------------------------------------------------------------------------------
     def start(self) -> None:

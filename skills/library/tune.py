@@ -294,7 +294,8 @@ def _finite(value: Any) -> float | None:
 
 
 def trial_summary(result: Any, key: str, max_rounds: int) -> dict[str, Any]:
-    """{trial_id, params, rounds, metric (best validation value), history (metric per report), stopped_early}."""
+    """{trial_id, params, rounds, metric (best validation value), history (metric per report), history_rounds (the
+    round of each report), stopped_early}."""
     frame = result.metrics_dataframe
     reported = frame is not None and not frame.empty and "rounds" in frame
     rounds = int(frame["rounds"].max()) if reported else 0
@@ -304,6 +305,7 @@ def trial_summary(result: Any, key: str, max_rounds: int) -> dict[str, Any]:
         "rounds": rounds,
         "metric": _finite(frame[key].iloc[-1]) if reported and key in frame else None,
         "history": [float(v) for v in frame["last"]] if reported and "last" in frame else [],
+        "history_rounds": [int(v) for v in frame["rounds"]] if reported and "last" in frame else [],
         "stopped_early": rounds < max_rounds,
         **({"error": str(result.error).splitlines()[0][:300]} if result.error else {}),
     }

@@ -184,11 +184,17 @@ class ReportOut(_In):
 
 class ScoreIn(_In):
     model: ModelArtifact
-    table: TableArtifact
+    sql: str
+    key: str | None = None
+    specs: list[FeatureSpec] = []
+    cutoff: str | None = None
+    top_k: int = 3
 
 
 class ScoreOut(_In):
-    table: TableArtifact
+    scores: TableArtifact
+    rows: int
+    preview: list[dict[str, Any]] = []
 
 
 def _features_reads(inp: FeaturesIn) -> dict[str, set[str] | None]:

@@ -193,13 +193,17 @@ def test_baseline_is_counted_in_the_budget(catalog: Any, registry: Any) -> None:
 def test_score_new_rows_without_a_scoring_skill(catalog: Any, registry: Any) -> None:
     plan = _plan("predict churn, then score the new customers", catalog, registry)
     assert plan.step("score_query").inputs["sql"] == "SELECT * FROM new_customers"
-    assert "score" not in _step_ids(plan)
+    assert "score" not in _step_ids(plan) and "score" not in plan.metadata
     assert any("no scoring skill" in n for n in plan.metadata["notes"])
 
 
 def test_score_new_rows_with_a_scoring_skill(catalog: Any, score_registry: Any) -> None:
     plan = _plan("predict churn, then score the new customers", catalog, score_registry)
-    assert plan.step("score").inputs == {"model": {"$ref": "tune.model"}, "table": {"$ref": "score_query.table"}}
+    inputs = plan.step("score").inputs
+    assert (inputs["model"], inputs["sql"], inputs["key"]) == ({"$ref": "tune.model"}, "SELECT * FROM new_customers",
+                                                               "customer_id")
+    assert inputs["specs"] == plan.step("features").inputs["specs"]  # the model's features, computed over the rows
+    assert plan.metadata["score"] == {"step": "score", "table": "new_customers"}
 
 
 @pytest.mark.parametrize(("target", "column", "table"), [

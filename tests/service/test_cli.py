@@ -24,10 +24,12 @@ def demo(tmp_path_factory: pytest.TempPathFactory):
     return build_warehouse(tmp_path_factory.mktemp("cli") / "wh")
 
 
-def agentml(*args: str, cwd: Path, stdin: str | None = "") -> subprocess.CompletedProcess[str]:
+def agentml(*args: str, cwd: Path, stdin: str | None = "",
+            settings: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`agentml ARGS` in a subprocess, with no AGENTML_* variables but `settings` (e.g. AGENTML_MLFLOW_URI)."""
     env = {**os.environ, "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0", "LITELLM_LOCAL_MODEL_COST_MAP": "True",
            "COLUMNS": "160"}
-    env = {k: v for k, v in env.items() if not k.startswith(("AGENTML_", "RAY_ADDRESS"))}
+    env = {k: v for k, v in env.items() if not k.startswith(("AGENTML_", "RAY_ADDRESS"))} | (settings or {})
     script = Path(sys.executable).with_name("agentml")  # the installed console script
     command = [str(script)] if script.exists() else [sys.executable, "-m", "service.cli"]
     return subprocess.run([*command, *args], cwd=cwd, env=env, input=stdin,

@@ -13,14 +13,14 @@ from api_support import quick_plan
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from executor import RunResult, RunStore, StepResult
+from executor import JobInfo, RunResult, RunStore, StepResult
 from executor.jobs import JobConfig, run_job
 from governance import Principal
 from planner.ooda import CandidateScore, Iteration
 from service.api import errors
 from service.api.dag import dag_svg, layers
 from service.api.panels import ooda_panel, panels
-from service.api.runner import settle
+from service.api.runner import RayJobRunner, settle
 from service.api.views import headline_metric, summaries
 from service.demo import DemoWarehouse
 from service.jobs import main
@@ -198,6 +198,51 @@ def test_settle_ends_a_run_its_driver_could_not(tmp_path: Path) -> None:
     assert run.status == "failed" and run.error == "the Ray job ended FAILED"
     assert (run.steps["data"].status, run.steps["report"].status) == ("failed", "skipped")
     assert store.events(run_id)[-1].data == {"status": "failed"}
+
+
+class _DyingHead:
+    """Our own local head the way a killed raylet leaves it: the job is FAILED a moment before the head exits."""
+
+    local = True
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+
+    def info(self, job_id: str) -> JobInfo:
+        return JobInfo(job_id, "FAILED", "Job supervisor actor died")
+
+    def current(self) -> _DyingHead:
+        return self
+
+    def lost(self) -> str | None:
+        reason, self.reason = self.reason, None
+        return reason
+
+    def job_config(self, config: JobConfig) -> JobConfig:
+        return config
+
+
+def test_a_job_failed_by_its_dying_head_ends_interrupted_not_failed(tmp_path: Path) -> None:
+    store = RunStore(f"sqlite:///{tmp_path / 'runs.db'}")
+    run_id = store.create_run(Plan.model_validate(quick_plan()), Principal(user="ann"), backend="ray-job")
+    store.update_run(run_id, status="running", job_id=f"agentml-{run_id}")
+    head = _DyingHead()
+    runner = RayJobRunner(store, head, JobConfig(store.url, None, str(tmp_path), "service.jobs"), head_grace_s=60)  # type: ignore[arg-type]
+    with runner._lock:
+        runner._submitted.add(run_id)
+    runner.track_once()
+    assert store.get_run(run_id).status == "running"  # not "failed" while the head may be on its way out
+    head.reason = "the local Ray head stopped (exit code 1)"
+    runner.track_once()
+    run = store.get_run(run_id)
+    assert run.status == "interrupted" and "Ray head stopped" in (run.error or ""), run.error
+
+    # a job that failed on a head that stays up is "failed" once the grace has passed
+    other = store.create_run(Plan.model_validate(quick_plan()), Principal(user="ann"), backend="ray-job")
+    store.update_run(other, status="running", job_id=f"agentml-{other}")
+    runner = RayJobRunner(store, head, JobConfig(store.url, None, str(tmp_path), "service.jobs"), head_grace_s=0)  # type: ignore[arg-type]
+    runner.track_once()
+    assert store.get_run(other).status == "failed" and "FAILED" in (store.get_run(other).error or "")
 
 
 def test_an_unexpected_ooda_failure_is_recorded_not_left_running(tmp_path: Path) -> None:
