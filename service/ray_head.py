@@ -103,6 +103,7 @@ class LocalRayHead:
         self._lock = threading.Lock()
         self._guard: subprocess.Popen[bytes] | None = None
         self._head: Head | None = None
+        self._death: str | None = None  # why the last head died, until `died()` says it
         self.starts = 0  # heads started by this process (a restart after a crash counts)
 
     @property
@@ -115,37 +116,55 @@ class LocalRayHead:
         with self._lock:
             if self._guard is not None and self._guard.poll() is None and self._head is not None:
                 return self._head
-            self._forget()
+            self._bury()
             self._head = self._start()
             return self._head
 
     def died(self) -> str | None:
-        """Why the head this process started is gone (None while it runs or when none was started). Says it once:
-        the next `ensure()` starts a new head."""
+        """Why the last head this process started is gone (None while it runs or when none was started). Says it
+        once, also when `ensure()` already started the next head."""
         with self._lock:
-            if self._guard is None or self._guard.poll() is None:
-                return None
-            code = self._guard.returncode
-            self._forget()
-            return f"the local Ray head stopped (exit code {code})"
+            self._bury()
+            reason, self._death = self._death, None
+            return reason
+
+    def wait_gone(self, head: Head, timeout_s: float) -> bool:
+        """Wait until `head` is not the running head any more (its guard ended): True, else False after
+        `timeout_s`. A head that lost a process stops answering a moment before `ray start --block` notices."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._head is not head or self._guard is None or self._guard.poll() is not None:
+                    return True
+            time.sleep(0.2)
+        return False
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Stop the head and everything it started (the API is stopping)."""
         with self._lock:
-            guard, head = self._guard, self._head
-            if guard is not None and guard.poll() is None:
-                guard.send_signal(signal.SIGTERM)  # the guard stops Ray and sweeps the leftovers
-                try:
-                    guard.wait(timeout_s)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(guard.pid, signal.SIGKILL)
-                    guard.wait(10)
-            if head is not None:
-                kill_marked(head.marker)
+            self._stop_guard(timeout_s)
             self._forget()
 
     # ---- internals ----------------------------------------------------------------------------------------------
+    def _bury(self) -> None:
+        """Forget a head whose guard ended, remembering why for `died()`."""
+        if self._guard is not None and self._guard.poll() is not None:
+            self._death = f"the local Ray head stopped (exit code {self._guard.returncode})"
+            self._forget()
+
+    def _stop_guard(self, timeout_s: float) -> None:
+        guard, head = self._guard, self._head
+        if guard is not None and guard.poll() is None:
+            guard.send_signal(signal.SIGTERM)  # the guard stops Ray and sweeps the leftovers
+            try:
+                guard.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(guard.pid, signal.SIGKILL)
+                guard.wait(10)
+        if head is not None:
+            kill_marked(head.marker)
+
     def _forget(self) -> None:
         if self._head is not None:
             kill_marked(self._head.marker)  # a dead head's job drivers must not write to the store any more
@@ -167,7 +186,13 @@ class LocalRayHead:
                                            stdin=subprocess.DEVNULL, start_new_session=True)
         self.starts += 1
         log.info("starting a local Ray head (%s, log %s)", head.address, log_path)
-        self._wait_up(head, log_path)
+        try:
+            self._wait_up(head, log_path)
+        except HeadError:  # a head that never answered is not left running
+            self._stop_guard(30.0)
+            kill_marked(head.marker)
+            self._guard = None  # its temp folder stays: the error names the log inside it
+            raise
         return head
 
     def _wait_up(self, head: Head, log_path: Path) -> None:

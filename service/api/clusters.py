@@ -7,7 +7,7 @@ from dataclasses import replace
 from typing import Protocol
 
 from executor import ExecutionError, JobConfig, RayJobs
-from service.ray_head import RUN_SLOT, HeadError, LocalRayHead
+from service.ray_head import RUN_SLOT, Head, HeadError, LocalRayHead
 
 
 class Cluster(Protocol):
@@ -25,6 +25,11 @@ class Cluster(Protocol):
 
     def lost(self) -> str | None:
         """Why our own cluster went away since the last call (once), else None."""
+        ...
+
+    def replaced(self, jobs: RayJobs) -> bool:
+        """After a call on `jobs` failed: whether that was our own head going down (waited for), so that `jobs()`
+        now gives a new one to ask again."""
         ...
 
     def job_config(self, config: JobConfig) -> JobConfig:
@@ -51,6 +56,9 @@ class RemoteCluster:
     def lost(self) -> str | None:
         return None
 
+    def replaced(self, jobs: RayJobs) -> bool:
+        return False  # someone else's cluster: its errors are its own
+
     def job_config(self, config: JobConfig) -> JobConfig:
         return config  # the cluster's own `python` runs the entrypoint
 
@@ -63,27 +71,45 @@ class LocalCluster:
 
     local = True
 
-    def __init__(self, head: LocalRayHead) -> None:
+    def __init__(self, head: LocalRayHead, *, settle_s: float = 20.0) -> None:
         self.head = head
+        self.settle_s = settle_s
         self._jobs: RayJobs | None = None
 
     def jobs(self) -> RayJobs:
+        """The job client of the running head (started now when needed), checked to answer: a head that is going
+        down is waited for (up to `settle_s`) and replaced."""
+        jobs = self._client(self._ensure())
         try:
-            head = self.head.ensure()
-        except HeadError as exc:
-            raise ExecutionError(exc.message, hint=exc.hint) from None
-        if self._jobs is None or self._jobs.address != head.address:
-            self._jobs = RayJobs(head.address, headers=head.headers)
-        return self._jobs
+            jobs.ping()
+        except ExecutionError:
+            if not self.replaced(jobs):
+                raise
+            jobs = self._client(self._ensure())
+        return jobs
+
+    def replaced(self, jobs: RayJobs) -> bool:
+        head = self.head.head
+        return head is None or head.address != jobs.address or self.head.wait_gone(head, self.settle_s)
 
     def current(self) -> RayJobs | None:
-        return self._jobs if self.head.head is not None else None
+        head = self.head.head
+        return self._client(head) if head is not None else None
 
     def lost(self) -> str | None:
-        reason = self.head.died()
-        if reason is not None:
-            self._jobs = None
-        return reason
+        return self.head.died()
+
+    def _ensure(self) -> Head:
+        try:
+            return self.head.ensure()
+        except HeadError as exc:
+            raise ExecutionError(exc.message, hint=exc.hint) from None
+
+    def _client(self, head: Head) -> RayJobs:
+        jobs = self._jobs
+        if jobs is None or jobs.address != head.address:
+            jobs = self._jobs = RayJobs(head.address, headers=head.headers)
+        return jobs
 
     def job_config(self, config: JobConfig) -> JobConfig:
         # this interpreter (a virtual environment's, activated or not) runs the entrypoint; one run slot per job

@@ -279,7 +279,7 @@ class RayJobRunner:
         self._head_grace_s = head_grace_s
         self._unexplained: dict[str, float] = {}  # run -> when its job was first seen ended without a word
         self._stop = threading.Event()
-        self._submitted: set[str] = set()  # runs sent to the current local head
+        self._submitted: dict[str, str] = {}  # run -> the address of the local head it was sent to
         self._lock = threading.Lock()
 
     def start(self) -> None:
@@ -298,17 +298,32 @@ class RayJobRunner:
             jobs.ping()
 
     def submit(self, run_id: str, *, iterations: int = 0, attempt: int = 0) -> None:
+        """Submit the run's job; on our own head that went down meanwhile, once more on the next head."""
         job_id = job_id_for(run_id, attempt)
         self.store.update_run(run_id, job_id=job_id)  # before submitting: a crash in between leaves a trace
         extra = ["--iterations", str(iterations)] if iterations else []
-        with self._lock:
-            self._submitted.add(run_id)
         try:
-            self.cluster.jobs().submit(run_id, self.config, extra=extra, attempt=attempt)
+            jobs = self.cluster.jobs()
+            try:
+                self._submit(jobs, run_id, extra, attempt)
+            except ExecutionError:
+                if not self.cluster.replaced(jobs):
+                    raise
+                self._submit(self.cluster.jobs(), run_id, extra, attempt)
         except ExecutionError as exc:
             log.warning("submitting run %s failed: %s", run_id, exc)
             raise ApiError(503, "ray_unavailable", exc.message, hint=exc.hint) from None
         self.store.append_event(run_id, "job", message=f"submitted as Ray job {job_id}", data={"job_id": job_id})
+
+    def _submit(self, jobs: RayJobs, run_id: str, extra: list[str], attempt: int) -> None:
+        with self._lock:
+            self._submitted[run_id] = jobs.address  # a head that dies takes the runs sent to it
+        try:
+            jobs.submit(run_id, self.config, extra=extra, attempt=attempt)
+        except ExecutionError:
+            with self._lock:
+                self._submitted.pop(run_id, None)
+            raise
 
     def cancel(self, run: RunResult, by: str) -> None:
         """The job's driver sees the request in the store (within a second) and stops its steps; the job is also
@@ -371,9 +386,13 @@ class RayJobRunner:
                     self._reconcile(jobs, run)
 
     def _interrupt_submitted(self, reason: str) -> None:
+        """Interrupt the runs sent to a head that is gone (not those on the head that replaced it)."""
+        current = self.cluster.current()
         with self._lock:
-            runs, self._submitted = sorted(self._submitted), set()
-            self._unexplained.clear()
+            runs = sorted(r for r, address in self._submitted.items() if current is None or address != current.address)
+            for run_id in runs:
+                self._submitted.pop(run_id)
+                self._unexplained.pop(run_id, None)
         done = self.store.mark_interrupted(runs, reason=reason) if runs else []
         for run_id in done:
             self._cancelled_instead(run_id)
@@ -406,7 +425,7 @@ class RayJobRunner:
             settle(self.store, fresh, "failed", f"the Ray job ended {info.status}: {info.message}"[:500],
                    f"read the job's logs: GET /v1/runs/{run.id}/logs")
         with self._lock:
-            self._submitted.discard(run.id)
+            self._submitted.pop(run.id, None)
             self._unexplained.pop(run.id, None)
 
     def _head_may_be_dying(self, run_id: str) -> bool:

@@ -103,8 +103,10 @@ def test_serve_is_a_control_plane_over_its_own_ray(server_env: Callable[..., dic
     raylet = [pid for pid in marked_pids(marker) if "raylet" in Path(f"/proc/{pid}/cmdline").read_bytes().decode()]
     assert raylet
     os.kill(raylet[0], signal.SIGKILL)
+    meanwhile = _start(server, quick_plan())  # accepted while the head goes down: no 503
     lost = _wait(server, victim, timeout=60)
     assert lost["status"] == "interrupted" and "Ray head stopped" in lost["error"], lost
+    assert _wait(server, meanwhile)["status"] in {"succeeded", "interrupted"}  # on the new head, or the dying one
     assert server.get("/healthz").status_code == 200
     wait_for(lambda: not marked_pids(marker), 30, "processes of the dead head remain")
     kept = {s["id"]: s["finished"] for s in lost["steps"] if s["status"] == "succeeded"}

@@ -204,15 +204,17 @@ class _DyingHead:
     """Our own local head the way a killed raylet leaves it: the job is FAILED a moment before the head exits."""
 
     local = True
+    address = "http://127.0.0.1:8265"
 
     def __init__(self) -> None:
         self.reason: str | None = None
+        self.gone = False
 
     def info(self, job_id: str) -> JobInfo:
         return JobInfo(job_id, "FAILED", "Job supervisor actor died")
 
-    def current(self) -> _DyingHead:
-        return self
+    def current(self) -> _DyingHead | None:
+        return None if self.gone else self
 
     def lost(self) -> str | None:
         reason, self.reason = self.reason, None
@@ -229,10 +231,10 @@ def test_a_job_failed_by_its_dying_head_ends_interrupted_not_failed(tmp_path: Pa
     head = _DyingHead()
     runner = RayJobRunner(store, head, JobConfig(store.url, None, str(tmp_path), "service.jobs"), head_grace_s=60)  # type: ignore[arg-type]
     with runner._lock:
-        runner._submitted.add(run_id)
+        runner._submitted[run_id] = head.address
     runner.track_once()
     assert store.get_run(run_id).status == "running"  # not "failed" while the head may be on its way out
-    head.reason = "the local Ray head stopped (exit code 1)"
+    head.reason, head.gone = "the local Ray head stopped (exit code 1)", True
     runner.track_once()
     run = store.get_run(run_id)
     assert run.status == "interrupted" and "Ray head stopped" in (run.error or ""), run.error
@@ -240,6 +242,7 @@ def test_a_job_failed_by_its_dying_head_ends_interrupted_not_failed(tmp_path: Pa
     # a job that failed on a head that stays up is "failed" once the grace has passed
     other = store.create_run(Plan.model_validate(quick_plan()), Principal(user="ann"), backend="ray-job")
     store.update_run(other, status="running", job_id=f"agentml-{other}")
+    head.gone = False
     runner = RayJobRunner(store, head, JobConfig(store.url, None, str(tmp_path), "service.jobs"), head_grace_s=0)  # type: ignore[arg-type]
     runner.track_once()
     assert store.get_run(other).status == "failed" and "FAILED" in (store.get_run(other).error or "")
