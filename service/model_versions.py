@@ -112,7 +112,9 @@ def snapshot(artifacts: ArtifactStore, plan: Plan, outputs: Mapping[str, Mapping
     base = BaseQuery.of(plan.step(ref.step), outputs)
     table = (outputs.get(ref.step) or {}).get(ref.path) or {}
     uri = table.get("uri")
-    return DataSnapshot(sql=base.sql, key=base.key, specs=base.specs, cutoff=base.cutoff, table=base.table,
+    # the specs with what they learnt from the training rows (levels, edges, shares): scoring computes the same
+    specs = (outputs.get(ref.step) or {}).get("fitted") or base.specs
+    return DataSnapshot(sql=base.sql, key=base.key, specs=specs, cutoff=base.cutoff, table=base.table,
                         rows=table.get("rows"), sha256=table_hash(artifacts, uri) if uri else None, uri=uri)
 
 

@@ -69,10 +69,17 @@ class _ColumnSpec(_Spec):
 
 class EncodeSpec(_ColumnSpec):
     """Category encoding of a base column: share of rows with the same value (the count per level over the row
-    count), or one 0/1 column per frequent level."""
+    count), or one 0/1 column per frequent level.
+
+    Fitted (the `features` skill fills these from the training rows, so that scoring new rows encodes them as the
+    model saw them; leave them unset): `levels` (one-hot), `shares` and `null_share` (frequency; a level not in
+    `shares` gets 0)."""
 
     kind: Literal["encode"] = "encode"
     method: Literal["frequency", "one_hot"] = "frequency"
+    levels: list[str] | None = Field(default=None, description="fitted one-hot levels (leave unset)")
+    shares: dict[str, float] | None = Field(default=None, description="fitted share per level (leave unset)")
+    null_share: float | None = Field(default=None, description="fitted share of null values (leave unset)")
 
 
 class MissingSpec(_ColumnSpec):
@@ -84,11 +91,13 @@ class MissingSpec(_ColumnSpec):
 class BinSpec(_ColumnSpec):
     """Index of the bin `column` falls in: 0 below the first edge, k at or above the k-th (null stays null). The
     edges are fixed (`edges`) or the inner quantiles of the column (`quantiles` equal-count bins, computed from the
-    governed rows when the features are built)."""
+    governed rows when the features are built). Fitted: `quantile_edges`, the edges the training rows gave
+    `quantiles` (leave unset)."""
 
     kind: Literal["bin"] = "bin"
     edges: list[float] | None = Field(default=None, min_length=1, max_length=50)
     quantiles: int | None = Field(default=None, ge=2, le=50)
+    quantile_edges: list[float] | None = Field(default=None, max_length=50, description="fitted (leave unset)")
 
     @model_validator(mode="after")
     def _one_way(self) -> BinSpec:
@@ -114,6 +123,9 @@ class GroupSpec(_ColumnSpec):
     kind: Literal["group"] = "group"
     value: str
     agg: Literal["avg", "min", "max", "stddev"] = "avg"
+    groups: dict[str, float | None] | None = Field(default=None, description="fitted aggregate per level of `column` "
+                                                   "in the training rows (leave unset); a level not in it: null")
+    null_group: float | None = Field(default=None, description="fitted aggregate of the rows whose `column` is null")
 
     def operands(self) -> list[str]:
         """The base columns or earlier features the spec reads."""

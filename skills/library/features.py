@@ -52,6 +52,7 @@ ROW = "__b"      # alias of the base row a feature is computed for
 REL = "__r"      # alias of the related table inside a correlated subquery
 ROW_NUMBER = "__row"  # the base query's row order, kept when there is no key to order by
 MAX_ONE_HOT_LEVELS = 20
+MAX_FITTED_LEVELS = 1000  # levels a fitted frequency/group encoding keeps (the most frequent); others: 0 / null
 _NUMERIC = re.compile(r"^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|UHUGEINT|"
                       r"FLOAT|REAL|DOUBLE|DECIMAL|NUMERIC|INT\d*|FLOAT\d*)", re.IGNORECASE)
 _TEMPORAL = re.compile(r"^(DATE|TIMESTAMP)", re.IGNORECASE)
@@ -76,6 +77,9 @@ class FeaturesOutput(BaseModel):
     model_config = ConfigDict(extra="forbid")
     table: TableArtifact
     features: list[str]
+    fitted: list[FeatureSpec] = Field(default_factory=list, description="the input specs with what they learnt "
+                                      "from these rows (one-hot levels, quantile edges, level shares, group "
+                                      "aggregates): computing them over other rows (scoring) gives what the model saw")
 
 
 # ---------------------------------------------------------------------------------------------- leakage and names
@@ -258,12 +262,23 @@ class _Compiler:
         return exp.Paren(this=ops[spec.kind](this=left, expression=right))
 
     def frequency(self, spec: EncodeSpec) -> exp.Expr:
+        if spec.shares is not None:  # fitted: the shares of the training rows
+            return self.lookup(spec.column, spec.shares, spec.null_share, exp.Literal.number(0))
         same = exp.Window(this=exp.Count(this=exp.Star()), partition_by=[self.operand(spec.column)])
         return exp.Div(this=exp.cast(same, "DOUBLE"), expression=exp.Window(this=exp.Count(this=exp.Star())))
 
+    def lookup(self, column: str, values: Mapping[str, float | None], null: float | None,
+               other: exp.Expr) -> exp.Expr:
+        """CASE WHEN x IS NULL THEN <null> WHEN CAST(x AS VARCHAR) = 'level' THEN value ... ELSE <other> END."""
+        value = exp.cast(self.operand(column), "VARCHAR")
+        case = exp.case().when(exp.Is(this=value.copy(), expression=exp.Null()), _maybe_number(null))
+        for level, number in values.items():
+            case = case.when(value.copy().eq(exp.Literal.string(level)), _maybe_number(number))
+        return exp.cast(case.else_(other), "DOUBLE")
+
     def one_hot(self, spec: EncodeSpec) -> dict[str, exp.Expr]:
         value = exp.cast(self.operand(spec.column), "VARCHAR")
-        names = level_names(spec.name, self.levels.get(spec.name, []))
+        names = level_names(spec.name, spec.levels if spec.levels is not None else self.levels.get(spec.name, []))
         return {name: exp.case().when(value.copy().eq(exp.Literal.string(level)), exp.Literal.number(1))
                 .else_(exp.Literal.number(0)) for level, name in names.items()}
 
@@ -274,7 +289,8 @@ class _Compiler:
     def bin(self, spec: BinSpec) -> exp.Expr:
         """CASE WHEN x IS NULL THEN NULL WHEN x < e1 THEN 0 WHEN x < e2 THEN 1 ... ELSE k END."""
         value = exp.cast(self.operand(spec.column), "DOUBLE")
-        edges = sorted(set(spec.edges if spec.edges is not None else self.edges.get(spec.name, [])))
+        fitted = spec.quantile_edges if spec.quantile_edges is not None else self.edges.get(spec.name, [])
+        edges = sorted(set(spec.edges if spec.edges is not None else fitted))
         case = exp.case().when(exp.Is(this=value.copy(), expression=exp.Null()), exp.Null())
         for i, edge in enumerate(edges):
             case = case.when(exp.LT(this=value.copy(), expression=_number(edge)), exp.Literal.number(i))
@@ -289,6 +305,8 @@ class _Compiler:
 
     def group(self, spec: GroupSpec) -> exp.Expr:
         aggs: dict[str, type[exp.AggFunc]] = {"avg": exp.Avg, "min": exp.Min, "max": exp.Max, "stddev": exp.Stddev}
+        if spec.groups is not None:  # fitted: the aggregates of the training rows
+            return self.lookup(spec.column, spec.groups, spec.null_group, exp.Null())
         value = exp.cast(self.operand(spec.value), "DOUBLE")
         return exp.Window(this=aggs[spec.agg](this=value), partition_by=[self.operand(spec.column)])
 
@@ -300,6 +318,10 @@ class _Compiler:
                     "missing": self.missing, "bin": self.bin, "date_part": self.date_part, "group": self.group}
         build = builders.get(spec.kind, self.arithmetic)
         self.features[spec.name] = build(spec)  # type: ignore[operator]
+
+
+def _maybe_number(value: float | None) -> exp.Expr:
+    return exp.Null() if value is None or value != value else _number(value)  # NaN (a lone stddev) -> null
 
 
 def _number(value: float) -> exp.Expr:
@@ -397,7 +419,7 @@ def _one_hot_levels(ctx: SkillContext, base_sql: str, specs: Sequence[FeatureSpe
     """Most frequent levels (governed) of every one-hot encoded column, by spec name."""
     out = {}
     for spec in specs:
-        if not (isinstance(spec, EncodeSpec) and spec.method == "one_hot"):
+        if not (isinstance(spec, EncodeSpec) and spec.method == "one_hot" and spec.levels is None):
             continue
         value = exp.cast(_col(spec.column, ROW), "VARCHAR")
         query = (exp.select(value.as_("level")).from_(parse_sql(base_sql, skill_name="features").subquery(ROW))
@@ -412,7 +434,7 @@ def _quantile_edges(ctx: SkillContext, base_sql: str, specs: Sequence[FeatureSpe
     or above each 1/q-th of the non-null rows in order (portable SQL: a row number, no quantile function)."""
     out = {}
     for spec in specs:
-        if not (isinstance(spec, BinSpec) and spec.quantiles is not None):
+        if not (isinstance(spec, BinSpec) and spec.quantiles is not None and spec.quantile_edges is None):
             continue
         value = exp.cast(_col(spec.column, ROW), "DOUBLE")
         ranked = (exp.select(value.as_("v"), exp.Window(this=exp.RowNumber(), order=exp.Order(
@@ -448,16 +470,64 @@ def features(ctx: SkillContext, inp: FeaturesInput) -> FeaturesOutput:
     base = _base_schema(ctx, inp.base_sql)
     check_names(inp.specs, inp.key, inp.cutoff, base, ctx.engine.catalog(ctx.principal))
     key = _lookup_name(base, inp.key) if inp.key is not None else None
-    compiled = compile_features(inp.base_sql, key, inp.specs, inp.cutoff, list(base),
-                                _one_hot_levels(ctx, inp.base_sql, inp.specs),
-                                _quantile_edges(ctx, inp.base_sql, inp.specs),
+    levels, edges = _one_hot_levels(ctx, inp.base_sql, inp.specs), _quantile_edges(ctx, inp.base_sql, inp.specs)
+    compiled = compile_features(inp.base_sql, key, inp.specs, inp.cutoff, list(base), levels, edges,
                                 [c for c, t in base.items() if _TEMPORAL.match(t)])
     ctx.progress(f"computing {len(compiled.features)} features in one governed query", done=0, unit="rows")
-    artifact = save_governed(ctx, compiled.expression.sql(dialect=DIALECT), name="features", key=key,
-                             skill_name="features")
+    statement = compiled.expression.sql(dialect=DIALECT)
+    artifact = save_governed(ctx, statement, name="features", key=key, skill_name="features")
     ctx.progress(f"read {artifact.rows} rows with {len(compiled.features)} features", done=artifact.rows,
                  total=artifact.rows, unit="rows")
-    return FeaturesOutput(table=artifact, features=compiled.features)
+    fitted = [_fit(ctx, spec, levels, edges, inp.base_sql if _over_base(spec, base) else statement)
+              for spec in inp.specs]
+    return FeaturesOutput(table=artifact, features=compiled.features, fitted=fitted)
+
+
+def _over_base(spec: FeatureSpec, base: Mapping[str, str]) -> bool:
+    """Whether every column `spec` reads is a base column (else it reads earlier features)."""
+    names = {c.lower() for c in base}
+    return all(o.lower() in names for o in getattr(spec, "operands", lambda: [])())
+
+
+def _fit(ctx: SkillContext, spec: FeatureSpec, levels: Mapping[str, list[str]], edges: Mapping[str, list[float]],
+         source: str) -> FeatureSpec:
+    """`spec` with what it learnt from the rows of `source` (governed), so that other rows get the same mapping."""
+    if isinstance(spec, EncodeSpec) and spec.method == "one_hot" and spec.levels is None:
+        return spec.model_copy(update={"levels": levels.get(spec.name, [])})
+    if isinstance(spec, BinSpec) and spec.quantiles is not None and spec.quantile_edges is None:
+        return spec.model_copy(update={"quantile_edges": edges.get(spec.name, [])})
+    if isinstance(spec, EncodeSpec) and spec.method == "frequency" and spec.shares is None:
+        counts, total = _per_level(ctx, source, spec.column, exp.Count(this=exp.Star()))
+        shares = {k: v / total for k, v in counts.items() if k is not None and v is not None} if total else {}
+        null = counts.get(None)
+        return spec.model_copy(update={"shares": shares, "null_share": null / total if total and null else None})
+    if isinstance(spec, GroupSpec) and spec.groups is None:
+        aggs: dict[str, type[exp.AggFunc]] = {"avg": exp.Avg, "min": exp.Min, "max": exp.Max, "stddev": exp.Stddev}
+        found, _ = _per_level(ctx, source, spec.column, aggs[spec.agg](this=exp.cast(_col(spec.value, ROW), "DOUBLE")))
+        null = found.pop(None, None)
+        return spec.model_copy(update={"groups": {k: v for k, v in found.items() if k is not None},
+                                       "null_group": null})
+    return spec
+
+
+def _per_level(ctx: SkillContext, source: str, column: str,
+               value: exp.Expr) -> tuple[dict[str | None, float | None], int]:
+    """{level (text; None for null): value} for null and the MAX_FITTED_LEVELS most frequent levels of `column` in
+    the rows of `source` (one governed query), and the number of rows."""
+    level = exp.cast(_col(column, ROW), "VARCHAR")
+    query = (exp.select(level.as_("level"), value.as_("value"), exp.Count(this=exp.Star()).as_("n"),
+                        exp.Window(this=exp.Sum(this=exp.Count(this=exp.Star()))).as_("total"))
+             .from_(parse_sql(source, skill_name="features").subquery(ROW)).group_by(exp.Literal.number(1))
+             .order_by(exp.Ordered(this=exp.Is(this=level.copy(), expression=exp.Null()), desc=True),
+                       exp.Ordered(this=exp.column("n"), desc=True), exp.Ordered(this=exp.Literal.number(1)))
+             .limit(MAX_FITTED_LEVELS + 1))
+    rows = ctx.sql(query.sql(dialect=DIALECT)).to_pylist()
+    total = int(rows[0]["total"]) if rows else 0
+    found: dict[str | None, float | None] = {}
+    for row in rows:
+        if row["level"] is None or len(found) < MAX_FITTED_LEVELS:
+            found[row["level"]] = None if row["value"] is None else float(row["value"])
+    return found, total
 
 
 def _lookup_name(columns: Mapping[str, str], name: str) -> str:

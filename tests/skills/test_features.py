@@ -239,6 +239,44 @@ def test_base_column_kinds_without_a_key_match_pandas_and_keep_the_row_order(peo
     assert got.g_freq.round(6).tolist() == people.g.map(people.g.value_counts(normalize=True)).round(6).tolist()
 
 
+def test_fitted_specs_compute_over_other_rows_what_the_training_rows_gave(people, tmp_path):
+    """Scoring computes a model's features over new rows, often a handful: encodings, quantile bins and group
+    aggregates must come from the training rows (the fitted specs), not from the rows being scored."""
+    import pyarrow as pa
+
+    from governance import Engine, policies_from_dict
+
+    frame = people.assign(i=range(len(people)), g=[None if i % 11 == 0 else g for i, g in enumerate(people.g)])
+    engine = Engine(policies_from_dict(PEOPLE_POLICIES), threads=1)
+    engine.register("people", pa.Table.from_pandas(frame, preserve_index=False))
+    items = [{"kind": "encode", "name": "g_freq", "column": "g"},
+             {"kind": "encode", "name": "g", "column": "g", "method": "one_hot"},
+             {"kind": "bin", "name": "x_q4", "column": "x", "quantiles": 4},
+             {"kind": "group", "name": "x_mean_by_g", "column": "g", "value": "x"},
+             {"kind": "bin", "name": "y_bin", "column": "y", "edges": [2]},
+             {"kind": "group", "name": "y_max_by_bin", "column": "y_bin", "value": "x", "agg": "max"}]
+    ctx = make_ctx(engine, ANALYST, tmp_path, step="train_rows")
+    trained = features(ctx, FeaturesInput(base_sql="SELECT * FROM people", specs=specs(*items)))
+    seen = ctx.artifacts.get_table(trained.table.uri).to_pandas().set_index("i")
+    by_name = {s.name: s for s in trained.fitted}
+    assert by_name["g_freq"].shares == pytest.approx(frame.g.value_counts().div(len(frame)).to_dict())
+    assert by_name["g_freq"].null_share == pytest.approx(frame.g.isna().mean())
+    assert sorted(by_name["g"].levels) == ["e", "n", "s"] and len(by_name["x_q4"].quantile_edges) == 3
+    assert by_name["y_max_by_bin"].groups  # over an earlier feature: fitted from the features' own rows
+
+    few = "SELECT * FROM people WHERE i IN (0, 3, 11, 22, 40)"  # five rows: their own stats would differ
+    ctx = make_ctx(engine, ANALYST, tmp_path, step="score_rows")
+    scored = features(ctx, FeaturesInput(base_sql=few, specs=trained.fitted))
+    got = ctx.artifacts.get_table(scored.table.uri).to_pandas().set_index("i")
+    assert scored.features == trained.features and len(got) == 5
+    pd.testing.assert_frame_equal(got[scored.features], seen.loc[got.index, trained.features], check_dtype=False)
+
+    unfitted = features(make_ctx(engine, ANALYST, tmp_path, step="naive"), FeaturesInput(base_sql=few,
+                                                                                        specs=specs(*items)))
+    naive = make_ctx(engine, ANALYST, tmp_path, step="naive").artifacts.get_table(unfitted.table.uri).to_pandas()
+    assert not np.allclose(naive.g_freq, seen.loc[naive.i, "g_freq"])  # what scoring did before: its own shares
+
+
 def test_base_column_kinds_refuse_bad_input_with_the_fix(people, tmp_path):
     import pyarrow as pa
 
