@@ -20,15 +20,17 @@ One MLflow run per agentml session, in the experiment AGENTML_MLFLOW_EXPERIMENT 
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 import re
 import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -82,12 +84,37 @@ class ExportError(Exception):
         self.message, self.hint = message, hint
 
 
+@contextlib.contextmanager
+def _pointed_at(uri: str) -> Iterator[None]:
+    """MLflow's fluent API (log_model) at `uri` for the block, then as it was: the process's tracking and registry
+    URIs, and the MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI variables mlflow sets with them (an API process that
+    exports must not leave another caller's MLflow pointed at our server)."""
+    import mlflow
+    from mlflow.tracking._model_registry import utils as registry
+    from mlflow.tracking._tracking_service import utils as tracking
+
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved, env = (tracking._tracking_uri, registry._registry_uri), {n: os.environ.get(n) for n in names}
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved[0])  # type: ignore[arg-type]  # None: back to the environment
+        registry._registry_uri = saved[1]
+        for name, value in env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def export_version(target: MlflowTarget, artifacts: ArtifactStore, version: ModelVersion, *,
                    trials: Sequence[Mapping[str, Any]] = (), summary: Mapping[str, Any] | None = None) -> MlflowExport:
     """Export `version` (with the tuning `trials` and the session's `summary`) as one MLflow run; never raises."""
     try:
         check_reachable(target)
-        with _FLUENT:
+        with _FLUENT, _pointed_at(target.uri):
             return _export(target, artifacts, version, trials, dict(summary or {}))
     except ExportError as exc:
         return MlflowExport(uri=target.shown, status="failed", error=exc.message, hint=exc.hint,
@@ -119,11 +146,8 @@ def check_reachable(target: MlflowTarget, timeout: float = HEALTH_TIMEOUT_S) -> 
 
 def _export(target: MlflowTarget, artifacts: ArtifactStore, version: ModelVersion,
             trials: Sequence[Mapping[str, Any]], summary: dict[str, Any]) -> MlflowExport:
-    import mlflow
     from mlflow import MlflowClient
 
-    mlflow.set_tracking_uri(target.uri)
-    mlflow.set_registry_uri(target.uri)
     client = MlflowClient(target.uri, target.uri)
     name = target.experiment or version.name
     found = client.get_experiment_by_name(name)

@@ -14,8 +14,12 @@ pytestmark = pytest.mark.ray
 
 
 def test_an_api_run_is_exported_to_mlflow(api_for: Callable[..., Api], mlflow_server: str, tmp_path: Path) -> None:
+    import os
+
+    import mlflow
     from mlflow import MlflowClient
 
+    before = (mlflow.get_tracking_uri(), os.environ.get("MLFLOW_TRACKING_URI"), os.environ.get("MLFLOW_REGISTRY_URI"))
     api = api_for(f"sqlite:///{tmp_path / 'runs.db'}", mlflow_uri=mlflow_server, mlflow_experiment="api-runs")
     reply = api.post("/v1/runs", json={"plan": small_plan(rounds=6)})
     assert reply.status_code == 202, reply.text
@@ -32,6 +36,9 @@ def test_an_api_run_is_exported_to_mlflow(api_for: Callable[..., Api], mlflow_se
     exported = summary["mlflow"]
     assert exported["status"] == "exported", exported
 
+    # the export ran in this process (in-process runner) and left MLflow's process-wide settings as they were
+    assert (mlflow.get_tracking_uri(), os.environ.get("MLFLOW_TRACKING_URI"),
+            os.environ.get("MLFLOW_REGISTRY_URI")) == before
     client = MlflowClient(mlflow_server, mlflow_server)
     experiment = client.get_experiment_by_name("api-runs")
     assert experiment is not None
