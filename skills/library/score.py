@@ -4,10 +4,10 @@ The rows come from one governed query (the principal's row filters, masks and de
 she may see), with the feature specs the model was trained on computed over them in the same governed statement
 (`features`), as fitted on the training rows: one-hot levels, quantile edges, level shares and group aggregates come
 from the rows the model learnt from, not from the rows being scored (up to 1,000 levels per encoding; a level the
-training rows did not have gets share 0 and a null group aggregate). The scored table is never held by the process that runs the step: with Ray up, Ray Data reads it in
-batches (`map_batches`) and every worker task loads the model from the artifact store and scores its batches; the
-result is written as Parquet parts under `<run>/<step>/scores/`. Without Ray the same `Scorer` runs batch by batch
-in process.
+training rows did not have gets share 0 and a null group aggregate). The scored table is never held by the process
+that runs the step: with Ray up, Ray Data reads it in batches (`map_batches`) and every worker task loads the model
+from the artifact store and scores its batches; the result is written as Parquet parts under `<run>/<step>/scores/`.
+Without Ray the same `Scorer` runs batch by batch in process.
 
 Each scored row gets `score` (binary: the probability of the positive class; multiclass: the probability of the
 predicted class; regression: the predicted value), `prediction` (the predicted class; null for regression) and
