@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -478,32 +478,32 @@ def features(ctx: SkillContext, inp: FeaturesInput) -> FeaturesOutput:
     artifact = save_governed(ctx, statement, name="features", key=key, skill_name="features")
     ctx.progress(f"read {artifact.rows} rows with {len(compiled.features)} features", done=artifact.rows,
                  total=artifact.rows, unit="rows")
-    fitted = [_fit(ctx, spec, levels, edges, inp.base_sql if _over_base(spec, base) else statement)
-              for spec in inp.specs]
+    base_names = {c.lower() for c in base}
+
+    def source(spec: EncodeSpec | GroupSpec) -> str:  # the base rows, or the features' rows when it reads features
+        return inp.base_sql if all(o.lower() in base_names for o in spec.operands()) else statement
+
+    fitted = [_fit(ctx, spec, levels, edges, source) for spec in inp.specs]
     return FeaturesOutput(table=artifact, features=compiled.features, fitted=fitted)
 
 
-def _over_base(spec: FeatureSpec, base: Mapping[str, str]) -> bool:
-    """Whether every column `spec` reads is a base column (else it reads earlier features)."""
-    names = {c.lower() for c in base}
-    return all(o.lower() in names for o in getattr(spec, "operands", lambda: [])())
-
-
 def _fit(ctx: SkillContext, spec: FeatureSpec, levels: Mapping[str, list[str]], edges: Mapping[str, list[float]],
-         source: str) -> FeatureSpec:
-    """`spec` with what it learnt from the rows of `source` (governed), so that other rows get the same mapping."""
+         source: Callable[[EncodeSpec | GroupSpec], str]) -> FeatureSpec:
+    """`spec` with what it learnt from the rows of `source(spec)` (governed), so that other rows get the same
+    mapping."""
     if isinstance(spec, EncodeSpec) and spec.method == "one_hot" and spec.levels is None:
         return spec.model_copy(update={"levels": levels.get(spec.name, [])})
     if isinstance(spec, BinSpec) and spec.quantiles is not None and spec.quantile_edges is None:
         return spec.model_copy(update={"quantile_edges": edges.get(spec.name, [])})
     if isinstance(spec, EncodeSpec) and spec.method == "frequency" and spec.shares is None:
-        counts, total = _per_level(ctx, source, spec.column, exp.Count(this=exp.Star()))
+        counts, total = _per_level(ctx, source(spec), spec.column, exp.Count(this=exp.Star()))
         shares = {k: v / total for k, v in counts.items() if k is not None and v is not None} if total else {}
         null = counts.get(None)
         return spec.model_copy(update={"shares": shares, "null_share": null / total if total and null else None})
     if isinstance(spec, GroupSpec) and spec.groups is None:
         aggs: dict[str, type[exp.AggFunc]] = {"avg": exp.Avg, "min": exp.Min, "max": exp.Max, "stddev": exp.Stddev}
-        found, _ = _per_level(ctx, source, spec.column, aggs[spec.agg](this=exp.cast(_col(spec.value, ROW), "DOUBLE")))
+        value = aggs[spec.agg](this=exp.cast(_col(spec.value, ROW), "DOUBLE"))
+        found, _ = _per_level(ctx, source(spec), spec.column, value)
         null = found.pop(None, None)
         return spec.model_copy(update={"groups": {k: v for k, v in found.items() if k is not None},
                                        "null_group": null})
